@@ -1,0 +1,84 @@
+#include "app/daemon.hpp"
+
+#include "app/log.hpp"
+
+#include <csignal>
+
+namespace patroxy::app {
+
+namespace {
+health::topology_ptr empty_topology() { return std::make_shared<const health::topology>(); }
+}  // namespace
+
+daemon::daemon(conf::config cfg)
+    : cfg_(std::move(cfg)),
+      signals_(control_, SIGTERM, SIGINT),
+      drain_timer_(control_),
+      server_(cfg_, empty_topology()),
+      monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {}
+
+int daemon::run() {
+    signals_.async_wait([this](boost::system::error_code ec, int signo) {
+        if (!ec) {
+            on_signal(signo);
+        }
+    });
+    std::signal(SIGPIPE, SIG_IGN);
+    server_.start();
+    monitor_.start();
+    for (const auto& l : cfg_.listeners) {
+        PATROXY_LOG(info, "main") << "listener '" << l.name << "' (" << conf::to_string(l.role) << ") on " << l.bind
+                                  << ":" << l.port << ", maxconn " << l.maxconn;
+    }
+    PATROXY_LOG(info, "main") << "patroxy " PATROXY_VERSION " running: " << server_.worker_count() << " workers, "
+                              << cfg_.members.size() << " members, scope " << cfg_.scope;
+    control_.run();
+    server_.stop();
+    PATROXY_LOG(info, "main") << "stopped";
+    return 0;
+}
+
+void daemon::on_signal(int signo) {
+    if (draining_) {
+        // A second signal: stop waiting for sessions.
+        PATROXY_LOG(warn, "main") << "second signal: closing every session now";
+        closing_ = true;
+        server_.close_all();
+    } else {
+        draining_ = true;
+        PATROXY_LOG(info, "main") << (signo == SIGINT ? "SIGINT" : "SIGTERM") << ": no new sessions; draining "
+                                  << server_.session_count() << " session(s) for up to "
+                                  << cfg_.timeouts.drain.count() << "ms";
+        monitor_.stop();
+        server_.stop_accepting();
+        drain_deadline_ = std::chrono::steady_clock::now() + cfg_.timeouts.drain;
+        drain_tick();
+    }
+    signals_.async_wait([this](boost::system::error_code ec, int s) {
+        if (!ec) {
+            on_signal(s);
+        }
+    });
+}
+
+void daemon::drain_tick() {
+    const auto left = server_.session_count();
+    if (left == 0) {
+        signals_.cancel();
+        control_.stop();
+        return;
+    }
+    if (!closing_ && std::chrono::steady_clock::now() >= drain_deadline_) {
+        PATROXY_LOG(warn, "main") << "drain limit reached: closing " << left << " session(s)";
+        closing_ = true;
+        server_.close_all();
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds{50});
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            drain_tick();
+        }
+    });
+}
+
+}  // namespace patroxy::app

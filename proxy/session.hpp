@@ -1,0 +1,122 @@
+#pragma once
+// One client connection and, once routed, its member connection. The session
+// owns both sockets; it lives on the worker that accepted it and is only ever
+// touched from that worker's thread.
+//
+// Life: read the first packet (startup timeout) -> pick a member, or hold for
+// wait_for_backend -> connect (connect timeout, retries) -> forward the first
+// packet -> relay bytes both ways until both sides close, an idle timeout, or
+// the member loses its role. A refused client gets an ErrorResponse.
+
+#include "conf/config.hpp"
+#include "protocol/first_packet.hpp"
+#include "proxy/buffer_pool.hpp"
+#include "proxy/close_reason.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace patroxy::proxy {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+class worker;
+
+class session : public std::enable_shared_from_this<session> {
+public:
+    session(worker& owner, std::size_t listener, tcp::socket client);
+    ~session();
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
+
+    /// Begins reading the first packet. `over_limit`: the listener is past
+    /// maxconn, so the client is answered 53300 once it has spoken.
+    void start(bool over_limit);
+    /// The worker has a new topology: route a held session, or cut one whose
+    /// member lost the role this listener routes by.
+    void on_topology();
+    /// Ends the session now (idempotent).
+    void close(close_reason why, std::string_view detail = {});
+    /// Drain: a session still waiting for a member is refused now.
+    void refuse_if_waiting();
+
+private:
+    enum class phase { first_packet, holding, connecting, relaying, refusing, cancelling, closed };
+    enum side : int { from_client = 0, from_server = 1 };
+
+    // first packet
+    void do_read_first();
+    void on_read_first(error_code ec, std::size_t n);
+    void on_first_packet(protocol::first_packet packet, std::size_t consumed);
+    // routing and connecting
+    void route();
+    void connect_to(std::size_t member);
+    void on_connect(error_code ec);
+    void on_connect_failed(std::string_view why);
+    void on_first_forwarded(error_code ec, std::size_t n);
+    // relaying
+    void start_relay();
+    void try_read(side s);
+    void on_readable(side s, error_code ec);
+    void on_written(side s, error_code ec, std::size_t n);
+    void end_of_stream(side s);
+    close_reason abort_reason(side s) const;
+    void arm_idle_check();
+    // refusing and cancelling
+    void refuse(close_reason why, std::string_view sqlstate, std::string message);
+    void send_refusal();
+    void forward_cancel();
+    void on_cancel_connected(error_code ec);
+    void next_cancel_target();
+    // deadlines
+    void arm(std::chrono::milliseconds after, close_reason why);
+
+    tcp::socket& from(side s) { return s == from_client ? client_ : server_; }
+    tcp::socket& to(side s) { return s == from_client ? server_ : client_; }
+    const conf::listener_config& listener() const;
+    std::string describe_client() const;
+
+    worker& owner_;
+    std::size_t listener_;
+    tcp::socket client_;
+    tcp::socket server_;
+    net::steady_timer deadline_;
+    phase phase_ = phase::first_packet;
+    std::chrono::steady_clock::time_point started_;
+    std::chrono::steady_clock::time_point hold_until_{};
+
+    std::vector<std::uint8_t> first_;        ///< first packet bytes until forwarded; freed after
+    std::optional<protocol::first_packet> packet_;
+    bool encryption_declined_ = false;       ///< we answered 'N' to an SSL/GSS request while refusing
+    int declines_ = 0;
+
+    std::optional<close_reason> refuse_on_first_;   ///< maxconn: refuse once the first packet is in
+    close_reason refusal_ = close_reason::no_backend;
+    std::vector<std::uint8_t> refusal_bytes_;
+    std::string refusal_text_;
+
+    std::optional<std::size_t> member_;      ///< the member connected or being connected to
+    int attempts_ = 0;
+    bool counted_ = false;                   ///< counted in the listener's active sessions
+    bool member_counted_ = false;
+
+    std::array<buffer_pool::lease, 2> in_flight_;  ///< a buffer only while a write is pending
+    std::array<bool, 2> eof_{false, false};
+    std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
+    std::array<std::uint64_t, 2> bytes_{0, 0};
+
+    std::vector<std::size_t> cancel_targets_;   ///< CancelRequest fan-out
+    std::size_t cancel_next_ = 0;
+    std::string client_text_;
+};
+
+}  // namespace patroxy::proxy

@@ -1,0 +1,168 @@
+#include "proxy/worker.hpp"
+
+#include "app/log.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <netinet/in.h>
+
+namespace patroxy::proxy {
+namespace {
+
+// Boost 1.74 has no option for these; the kernel spreads accepts across the
+// workers' SO_REUSEPORT sockets, and IP_FREEBIND lets a listener bind a VIP
+// that is not on this host yet (no net.ipv4.ip_nonlocal_bind needed).
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
+
+}  // namespace
+
+worker::worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots,
+               health::topology_ptr initial)
+    : id_(id),
+      cfg_(cfg),
+      slots_(slots),
+      counters_(cfg.listeners.size(), cfg.members.size()),
+      work_(net::make_work_guard(ioc_)),
+      topology_(std::move(initial)),
+      cursors_(cfg.listeners.size(), id) {  // workers start their round-robin apart
+    for (const auto& m : cfg.members) {
+        member_endpoints_.emplace_back(net::ip::make_address(m.host), m.port);
+    }
+}
+
+worker::~worker() { stop(); }
+
+void worker::open_listeners() {
+    for (const auto& l : cfg_.listeners) {
+        const tcp::endpoint ep(net::ip::make_address(l.bind), l.port);
+        auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
+        error_code ec;
+        acceptor->open(ep.protocol(), ec);
+        if (!ec) {
+            acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+        }
+        if (!ec) {
+            acceptor->set_option(reuse_port(true), ec);
+        }
+        if (!ec && ep.address().is_v4()) {
+            acceptor->set_option(free_bind(true), ec);
+        }
+        if (!ec) {
+            acceptor->bind(ep, ec);
+        }
+        if (!ec) {
+            acceptor->listen(net::socket_base::max_listen_connections, ec);
+        }
+        if (ec) {
+            throw std::runtime_error("listener '" + l.name + "' cannot listen on " + l.bind + ":" +
+                                     std::to_string(l.port) + ": " + ec.message());
+        }
+        acceptors_.push_back(std::move(acceptor));
+        accept_retry_.push_back(std::make_unique<net::steady_timer>(ioc_));
+    }
+}
+
+void worker::start() {
+    for (std::size_t l = 0; l < acceptors_.size(); ++l) {
+        do_accept(l);
+    }
+    thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void worker::do_accept(std::size_t listener) {
+    if (!accepting_) {
+        return;
+    }
+    acceptors_[listener]->async_accept(ioc_, [this, listener](error_code ec, tcp::socket socket) {
+        on_accept(listener, ec, std::move(socket));
+    });
+}
+
+void worker::on_accept(std::size_t listener, error_code ec, tcp::socket socket) {
+    if (!accepting_ || ec == net::error::operation_aborted) {
+        return;
+    }
+    if (ec) {
+        // Out of descriptors or memory: back off briefly instead of spinning.
+        PATROXY_LOG(error, "proxy") << "accept on listener '" << cfg_.listeners[listener].name
+                                    << "' failed: " << ec.message();
+        accept_retry_[listener]->expires_after(std::chrono::milliseconds{100});
+        accept_retry_[listener]->async_wait([this, listener](error_code wait_ec) {
+            if (!wait_ec) {
+                do_accept(listener);
+            }
+        });
+        return;
+    }
+    const int active = slots_[listener].active.fetch_add(1, std::memory_order_relaxed) + 1;
+    auto s = std::make_shared<session>(*this, listener, std::move(socket));
+    s->start(active > cfg_.listeners[listener].maxconn);
+    do_accept(listener);
+}
+
+void worker::add(session* s) {
+    sessions_.insert(s);
+    session_count_.store(sessions_.size(), std::memory_order_relaxed);
+}
+
+void worker::remove(session* s) {
+    if (sessions_.erase(s) != 0) {
+        session_count_.store(sessions_.size(), std::memory_order_relaxed);
+    }
+}
+
+void worker::post_topology(health::topology_ptr t) {
+    net::post(ioc_, [this, t = std::move(t)]() mutable { on_topology(std::move(t)); });
+}
+
+void worker::on_topology(health::topology_ptr t) {
+    topology_ = std::move(t);
+    // A session may close (and leave the set) while we walk it: walk a copy.
+    const std::vector<session*> now(sessions_.begin(), sessions_.end());
+    for (auto* s : now) {
+        if (sessions_.count(s) != 0) {
+            s->on_topology();
+        }
+    }
+}
+
+void worker::post_stop_accepting() {
+    net::post(ioc_, [this] {
+        accepting_ = false;
+        for (auto& a : acceptors_) {
+            error_code ignored;
+            a->close(ignored);
+        }
+        for (auto& t : accept_retry_) {
+            t->cancel();
+        }
+        const std::vector<session*> now(sessions_.begin(), sessions_.end());
+        for (auto* s : now) {
+            if (sessions_.count(s) != 0) {
+                s->refuse_if_waiting();
+            }
+        }
+    });
+}
+
+void worker::post_close_all() {
+    net::post(ioc_, [this] {
+        const std::vector<session*> now(sessions_.begin(), sessions_.end());
+        for (auto* s : now) {
+            if (sessions_.count(s) != 0) {
+                s->close(close_reason::shutdown, "drain limit reached");
+            }
+        }
+    });
+}
+
+void worker::stop() {
+    if (thread_.joinable()) {
+        work_.reset();
+        ioc_.stop();
+        thread_.join();
+    }
+}
+
+}  // namespace patroxy::proxy

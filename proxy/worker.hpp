@@ -1,0 +1,92 @@
+#pragma once
+// One data-plane thread: its own io_context, its own SO_REUSEPORT acceptor per
+// listener, the sessions it accepted, and its own copy of the current
+// topology pointer. Nothing here is shared with other workers except the
+// listeners' active-session counts (one atomic per accept and close).
+
+#include "conf/config.hpp"
+#include "health/topology.hpp"
+#include "proxy/buffer_pool.hpp"
+#include "proxy/counters.hpp"
+#include "proxy/session.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+namespace patroxy::proxy {
+
+/// Listener state every worker shares: the maxconn budget.
+struct listener_slots {
+    std::atomic<int> active{0};
+};
+
+class worker {
+public:
+    worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots, health::topology_ptr initial);
+    ~worker();
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    /// Binds this worker's acceptor for every listener; throws with the
+    /// listener named on failure (before any thread starts).
+    void open_listeners();
+    /// Runs the io_context on a thread of its own.
+    void start();
+    /// Any thread: adopt a new topology.
+    void post_topology(health::topology_ptr t);
+    /// Any thread: stop accepting; refuse held clients; keep relaying.
+    void post_stop_accepting();
+    /// Any thread: close every session with `shutdown`.
+    void post_close_all();
+    /// Any thread: stop the loop and join the thread.
+    void stop();
+    /// Any thread: sessions alive now.
+    std::size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
+    const worker_counters& counters() const { return counters_; }
+
+    // For this worker's sessions (worker thread only).
+    net::io_context& ioc() { return ioc_; }
+    const conf::config& config() const { return cfg_; }
+    const health::topology& topology() const { return *topology_; }
+    buffer_pool& buffers() { return buffers_; }
+    worker_counters& counters() { return counters_; }
+    listener_slots& slots(std::size_t listener) { return slots_[listener]; }
+    std::size_t& cursor(std::size_t listener) { return cursors_[listener]; }
+    const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
+    bool accepting() const { return accepting_; }
+    void add(session* s);
+    void remove(session* s);
+
+private:
+    void do_accept(std::size_t listener);
+    void on_accept(std::size_t listener, error_code ec, tcp::socket socket);
+    void on_topology(health::topology_ptr t);
+
+    std::size_t id_;
+    const conf::config& cfg_;
+    std::vector<listener_slots>& slots_;
+    // Declared before ioc_ so they outlive it: destroying ioc_ destroys the
+    // sessions its pending handlers hold, and those return buffers and leave
+    // the set on the way out.
+    buffer_pool buffers_;
+    worker_counters counters_;
+    std::unordered_set<session*> sessions_;
+    std::atomic<std::size_t> session_count_{0};
+    net::io_context ioc_{1};
+    net::executor_work_guard<net::io_context::executor_type> work_;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+    std::vector<std::unique_ptr<net::steady_timer>> accept_retry_;
+    health::topology_ptr topology_;
+    std::vector<std::size_t> cursors_;
+    std::vector<tcp::endpoint> member_endpoints_;
+    bool accepting_ = true;
+    std::thread thread_;
+};
+
+}  // namespace patroxy::proxy
