@@ -1,0 +1,308 @@
+// The real proxy and health monitor, in process, against fake Patroni APIs
+// and stand-in PostgreSQL backends on 127.0.0.1 ephemeral ports.
+
+#include "proxy/server.hpp"
+
+#include "bench/standin_backend.hpp"
+#include "health/monitor.hpp"
+#include "support/fake_patroni.hpp"
+#include "support/raw_client.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <future>
+
+using namespace patroxy;
+using namespace patroxy::testing;
+using namespace std::chrono_literals;
+using role = conf::listener_role;
+
+namespace {
+
+std::uint16_t free_port() {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
+// Polls `done` every 20 ms for at most `limit`.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) {
+            return true;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return done();
+}
+
+// One member: a fake Patroni API plus a stand-in PostgreSQL.
+struct fake_member {
+    fake_member(const std::string& name, const std::string& role) : api(fake_patroni::answer(role)), pg(name) {}
+    fake_patroni api;
+    bench::standin_thread pg;
+};
+
+// patroxy's data plane and health monitor, wired as app::daemon wires them.
+class proxy_under_test {
+public:
+    explicit proxy_under_test(conf::config cfg)
+        : cfg_(std::move(cfg)),
+          server_(cfg_, std::make_shared<const health::topology>()),
+          monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
+        server_.start();
+        monitor_.start();
+        thread_ = std::thread([this] { control_.run(); });
+    }
+    ~proxy_under_test() {
+        boost::asio::post(control_, [this] { monitor_.stop(); });
+        control_.stop();
+        thread_.join();
+        server_.stop();
+    }
+    std::uint16_t port(std::size_t listener) const { return cfg_.listeners[listener].port; }
+    health::topology_ptr topology() const { return monitor_.latest(); }
+    const proxy::server& server() const { return server_; }
+    /// Waits until the monitor routes writes to `leader` (or to none).
+    bool wait_for_leader(std::optional<std::size_t> leader, std::chrono::milliseconds limit = 5s) {
+        return eventually([&] { return topology()->leader == leader; }, limit);
+    }
+
+private:
+    conf::config cfg_;
+    boost::asio::io_context control_;
+    proxy::server server_;
+    health::monitor monitor_;
+    std::thread thread_;
+};
+
+conf::config config_for(std::vector<std::unique_ptr<fake_member>>& members) {
+    conf::config cfg;
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        conf::member_config m;
+        m.name = "pg" + std::to_string(i);
+        m.host = "127.0.0.1";
+        m.port = members[i]->pg->port();
+        m.api.host = "127.0.0.1";
+        m.api.port = members[i]->api.port();
+        m.api.url = members[i]->api.url();
+        cfg.members.push_back(m);
+    }
+    cfg.listeners = conf::config::default_listeners(members.size());
+    cfg.listeners[0].bind = cfg.listeners[1].bind = "127.0.0.1";
+    cfg.listeners[0].port = free_port();
+    cfg.listeners[1].port = free_port();
+    cfg.workers = 2;
+    cfg.health.interval = 200ms;
+    cfg.health.fast_interval = 100ms;
+    cfg.health.timeout = 300ms;
+    cfg.timeouts.wait_for_backend = 3s;
+    cfg.timeouts.connect = 1s;
+    return cfg;
+}
+
+std::vector<std::unique_ptr<fake_member>> cluster(std::initializer_list<std::string> roles) {
+    std::vector<std::unique_ptr<fake_member>> out;
+    int i = 0;
+    for (const auto& r : roles) {
+        out.push_back(std::make_unique<fake_member>("pg" + std::to_string(i++), r));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the write port reaches the leader and the read port round-robins over replicas", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0u));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    for (int i = 0; i < 4; ++i) {
+        raw_client c(p.port(0));
+        CHECK(c.startup().server_name == "pg0");
+    }
+    std::map<std::string, int> seen;
+    for (int i = 0; i < 8; ++i) {
+        raw_client c(p.port(1));
+        ++seen[c.startup().server_name];
+    }
+    CHECK(seen.count("pg0") == 0);
+    CHECK(seen["pg1"] >= 2);
+    CHECK(seen["pg2"] >= 2);
+    CHECK(seen["pg1"] + seen["pg2"] == 8);
+}
+
+TEST_CASE("a leader change moves new write sessions and cuts the old ones", "[proxy][component]") {
+    auto members = cluster({"master", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client old_session(p.port(0), 3s);
+    REQUIRE(old_session.startup().server_name == "pg0");
+    // Patroni's switchover: the old leader says replica first, then the new one leads.
+    members[0]->api.set_body(fake_patroni::answer("replica"));
+    REQUIRE(p.wait_for_leader(std::nullopt));
+    CHECK(old_session.closed_by_peer());  // shutdown-sessions, without waiting for fall
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    REQUIRE(p.wait_for_leader(1u));
+    raw_client fresh(p.port(0));
+    CHECK(fresh.startup().server_name == "pg1");
+}
+
+TEST_CASE("a client with no leader is held and routed as soon as one appears", "[proxy][component]") {
+    auto members = cluster({"replica", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    auto outcome = std::async(std::launch::async, [&] {
+        raw_client c(p.port(0));
+        return c.startup();
+    });
+    REQUIRE(eventually([&] { return p.server().session_count() == 1; }));
+    std::this_thread::sleep_for(300ms);  // the client is waiting, held
+    CHECK(outcome.wait_for(0s) == std::future_status::timeout);
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    REQUIRE(outcome.wait_for(3s) == std::future_status::ready);
+    const auto r = outcome.get();
+    CHECK(r.ready);
+    CHECK(r.server_name == "pg1");
+}
+
+TEST_CASE("a held client gets FATAL 57P03 naming the listener when no leader comes", "[proxy][component]") {
+    auto members = cluster({"replica"});
+    auto cfg = config_for(members);
+    cfg.timeouts.wait_for_backend = 300ms;
+    proxy_under_test p(cfg);
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 1; }));
+    SECTION("plaintext") {
+        raw_client c(p.port(0));
+        const auto r = c.startup();
+        CHECK(r.severity == "FATAL");
+        CHECK(r.sqlstate == "57P03");
+        CHECK(r.message == "patroxy: no leader available for listener 'master' after waiting 300ms");
+        CHECK(c.closed_by_peer());
+    }
+    SECTION("after an SSLRequest the client is told 'N' first, then the error") {
+        raw_client c(p.port(0));
+        c.send(make_code_packet(protocol::ssl_request_code));
+        CHECK(c.read_byte() == std::uint8_t{'N'});
+        const auto r = c.startup();
+        CHECK(r.sqlstate == "57P03");
+    }
+}
+
+TEST_CASE("past maxconn a client gets 53300", "[proxy][component]") {
+    auto members = cluster({"master"});
+    auto cfg = config_for(members);
+    cfg.listeners[0].maxconn = 1;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client first(p.port(0));
+    REQUIRE(first.startup().ready);
+    raw_client second(p.port(0));
+    const auto r = second.startup();
+    CHECK(r.sqlstate == "53300");
+    CHECK(r.message == "patroxy: too many connections on listener 'master' (maxconn 1)");
+}
+
+TEST_CASE("two members claiming leadership route writes to none", "[proxy][component]") {
+    auto members = cluster({"master", "master"});
+    auto cfg = config_for(members);
+    cfg.timeouts.wait_for_backend = 200ms;
+    proxy_under_test p(cfg);
+    REQUIRE(eventually([&] { return p.topology()->split_brain(); }));
+    CHECK(!p.topology()->leader);
+    raw_client c(p.port(0));
+    CHECK(c.startup().sqlstate == "57P03");
+    members[1]->api.set_body(fake_patroni::answer("replica"));
+    REQUIRE(p.wait_for_leader(0u));
+}
+
+TEST_CASE("hung and garbage-speaking APIs go DOWN after fall checks; the others are polled on time", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    auto cfg = config_for(members);
+    cfg.health.fall = 2;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    members[1]->api.set_mode(fake_patroni::mode::hang);
+    members[2]->api.set_mode(fake_patroni::mode::garbage);
+    REQUIRE(eventually([&] {
+        const auto t = p.topology();
+        return !t->members[1].up && !t->members[2].up;
+    }));
+    const auto t = p.topology();
+    CHECK(t->members[1].last_check.error == "answer: timed out");
+    CHECK(t->members[2].last_check.error == "HTTP 200: body is not a JSON object");
+    CHECK(t->members[2].last_check.http_status == 200);
+    CHECK(t->readable.empty());
+    // The leader's checks kept their pace while the others hung: no gap
+    // longer than the fast interval plus generous scheduling slack.
+    std::this_thread::sleep_for(500ms);
+    std::vector<std::chrono::steady_clock::time_point> polls;
+    for (auto at : members[0]->api.requests()) {
+        if (at >= t0) {
+            polls.push_back(at);
+        }
+    }
+    REQUIRE(polls.size() >= 4);
+    for (std::size_t i = 1; i < polls.size(); ++i) {
+        CHECK(polls[i] - polls[i - 1] < 260ms);
+    }
+    raw_client c(p.port(0));
+    CHECK(c.startup().server_name == "pg0");  // routing goes on
+}
+
+TEST_CASE("a refused connect moves a read session to the next replica", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[1].port = free_port();  // nothing listens there
+    proxy_under_test p(cfg);
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    for (int i = 0; i < 4; ++i) {
+        raw_client c(p.port(1));
+        CHECK(c.startup().server_name == "pg2");
+    }
+}
+
+TEST_CASE("a malformed first packet closes only its own session", "[proxy][component]") {
+    auto members = cluster({"master"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client good(p.port(0));
+    REQUIRE(good.startup().ready);
+    for (std::uint32_t len : {0u, 4u, 7u, 10001u, 0x80000000u}) {
+        raw_client bad(p.port(0));
+        packet p4;
+        put_u32(p4, len);
+        put_u32(p4, 196608);
+        bad.send(p4);
+        CHECK(bad.closed_by_peer());
+    }
+    raw_client injected(p.port(0));
+    auto ssl = make_code_packet(protocol::ssl_request_code);
+    ssl.push_back('Q');
+    injected.send(ssl);
+    CHECK(injected.closed_by_peer());
+    // The good session still echoes.
+    const packet ping{'x', 'y'};
+    REQUIRE(good.send(ping));
+    CHECK(good.read_byte() == std::uint8_t{'x'});
+}
+
+TEST_CASE("a CancelRequest on the read port reaches every replica", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    raw_client c(p.port(1));
+    c.send(make_cancel(4242, {9, 9, 9, 9}));
+    CHECK(c.closed_by_peer());
+    const protocol::cancel_key key{4242, {9, 9, 9, 9}};
+    CHECK(eventually([&] { return members[1]->pg->cancels().size() == 1 && members[2]->pg->cancels().size() == 1; }));
+    CHECK(members[1]->pg->cancels().front() == key);
+    CHECK(members[2]->pg->cancels().front() == key);
+    // The leader gets it too: a read session stays open on a replica that is
+    // promoted, so the leader may own the key.
+    CHECK(eventually([&] { return members[0]->pg->cancels().size() == 1; }));
+}
