@@ -4,7 +4,8 @@
 # the benchmarks. Every wait here is bounded.
 #
 #   cluster.sh up | down | status | leader | switchover [CANDIDATE]
-#   cluster.sh kill-leader | stop-leader | start MEMBER | wait-healthy | env
+#   cluster.sh kill-leader | kill-leader-patroni | stop-leader | start MEMBER
+#   cluster.sh wait-healthy [SECONDS] | env
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lab.env
@@ -57,12 +58,17 @@ if len(leaders) != 1: sys.exit(1)
 print(leaders[0])'
 }
 
-# One leader, every other member a running replica, and the leader's
-# pg_stat_replication (Patroni 3.0 reports replicas as "running" even before
-# they stream) showing each of them streaming.
+# One leader, every other member a running replica (as Patroni reports it:
+# replicas stream a moment before Patroni calls them running), and the
+# leader's pg_stat_replication showing each of them streaming.
 healthy() {
     local l
     l=$(leader) || return 1
+    cluster_json | python3 -c '
+import json, sys
+members = {m["name"]: m for m in json.load(sys.stdin).get("members", [])}
+want = set(sys.argv[1].split())
+sys.exit(0 if set(members) == want and all(m.get("state") == "running" for m in members.values()) else 1)' "$LAB_MEMBERS" || return 1
     api_get "$l" /patroni | python3 -c '
 import json, sys
 want = set(sys.argv[1].split()) - {sys.argv[2]}
@@ -287,6 +293,16 @@ cmd_kill_leader() {
     echo "$l"
 }
 
+# Patroni dies, its PostgreSQL keeps running as a primary nobody leads: the
+# case where only the proxy's shutdown-sessions protects writes.
+cmd_kill_leader_patroni() {
+    local l
+    l=$(leader) || die "no single leader"
+    log "SIGKILL Patroni (only) of $l"
+    stop_pidfile "$LAB_DIR/$l/patroni.pid" KILL
+    echo "$l"
+}
+
 cmd_stop_leader() {
     local l
     l=$(leader) || die "no single leader to stop"
@@ -303,15 +319,10 @@ cmd_start() {
     local m=${1:?member}
     member_index "$m" >/dev/null
     pidfile_alive "$LAB_DIR/$m/patroni.pid" && { log "$m is running"; return 0; }
-    # Children of a SIGKILLed postmaster may linger a moment; wait them out.
-    wait_until 30 "old PostgreSQL of $m to exit" no_postmaster "$m" || true
+    # A live postmaster is adopted (and demoted) by Patroni; one that was
+    # SIGKILLed may leave children for a moment, which Patroni waits out.
     start_patroni "$m"
     log "started $m"
-}
-no_postmaster() {
-    local f="$LAB_DIR/$1/data/postmaster.pid"
-    [ -f "$f" ] || return 0
-    ! alive "$(head -1 "$f")"
 }
 
 cmd_env() {
@@ -328,6 +339,7 @@ case "${1:-}" in
     healthy|wait-healthy) wait_until "${2:-90}" "a healthy cluster" healthy || exit 1 ;;
     switchover) cmd_switchover "${2:-}" ;;
     kill-leader) cmd_kill_leader ;;
+    kill-leader-patroni) cmd_kill_leader_patroni ;;
     stop-leader) cmd_stop_leader ;;
     start) cmd_start "${2:-}" ;;
     env) cmd_env ;;

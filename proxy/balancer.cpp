@@ -10,7 +10,7 @@ bool allowed(const conf::listener_config& l, std::size_t member) {
 }  // namespace
 
 std::vector<std::size_t> candidates(const health::topology& topo, const conf::listener_config& listener,
-                                    bool read_fallback, std::size_t& cursor) {
+                                    bool read_fallback, std::size_t turn) {
     std::vector<std::size_t> out;
     const bool leader_ok = topo.leader && allowed(listener, *topo.leader);
     if (listener.role == conf::listener_role::write) {
@@ -25,8 +25,7 @@ std::vector<std::size_t> candidates(const health::topology& topo, const conf::li
         }
     }
     if (!out.empty()) {
-        std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(cursor % out.size()), out.end());
-        ++cursor;
+        std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(turn % out.size()), out.end());
     } else if (read_fallback && leader_ok) {
         out.push_back(*topo.leader);
     }

@@ -132,8 +132,10 @@ void session::route() {
         return refuse(close_reason::shutdown, protocol::sqlstate::cannot_connect_now, "patroxy: shutting down");
     }
     const auto& cfg = owner_.config();
-    const auto members =
-        candidates(owner_.topology(), listener(), cfg.health.read_fallback_to_leader, owner_.cursor(listener_));
+    const auto turn = listener().role == conf::listener_role::read
+                          ? owner_.slots(listener_).cursor.fetch_add(1, std::memory_order_relaxed)
+                          : 0;
+    const auto members = candidates(owner_.topology(), listener(), cfg.health.read_fallback_to_leader, turn);
     if (!members.empty()) {
         if (phase_ == phase::holding) {
             drop(owner_.counters().listener(listener_).held);

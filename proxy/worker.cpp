@@ -24,8 +24,7 @@ worker::worker(std::size_t id, const conf::config& cfg, std::vector<listener_slo
       slots_(slots),
       counters_(cfg.listeners.size(), cfg.members.size()),
       work_(net::make_work_guard(ioc_)),
-      topology_(std::move(initial)),
-      cursors_(cfg.listeners.size(), id) {  // workers start their round-robin apart
+      topology_(std::move(initial)) {
     for (const auto& m : cfg.members) {
         member_endpoints_.emplace_back(net::ip::make_address(m.host), m.port);
     }

@@ -21,9 +21,12 @@
 
 namespace patroxy::proxy {
 
-/// Listener state every worker shares: the maxconn budget.
+/// Listener state every worker shares, touched once per new session (never
+/// per byte): the maxconn budget and the round-robin cursor, so that reads
+/// alternate across workers as HAProxy's roundrobin does across threads.
 struct listener_slots {
     std::atomic<int> active{0};
+    std::atomic<std::size_t> cursor{0};
 };
 
 class worker {
@@ -57,7 +60,6 @@ public:
     buffer_pool& buffers() { return buffers_; }
     worker_counters& counters() { return counters_; }
     listener_slots& slots(std::size_t listener) { return slots_[listener]; }
-    std::size_t& cursor(std::size_t listener) { return cursors_[listener]; }
     const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
     bool accepting() const { return accepting_; }
     void add(session* s);
@@ -83,7 +85,6 @@ private:
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
     std::vector<std::unique_ptr<net::steady_timer>> accept_retry_;
     health::topology_ptr topology_;
-    std::vector<std::size_t> cursors_;
     std::vector<tcp::endpoint> member_endpoints_;
     bool accepting_ = true;
     std::thread thread_;

@@ -123,7 +123,7 @@ TEST_CASE("hysteresis: down after fall failures, up after rise successes", "[hea
     CHECK(h.up());
 }
 
-TEST_CASE("a definite answer moves the role at once; failures keep it until fall", "[health]") {
+TEST_CASE("a definite answer moves the role at once but failures keep it until fall", "[health]") {
     member_tracker t(2, 3);
     const auto now = std::chrono::steady_clock::now();
     CHECK(t.record(good(answer("master")), now));
@@ -181,15 +181,14 @@ TEST_CASE("balancer: write to the leader, reads round-robin, optional fallback",
     conf::health_config h;
     const auto t = build_topology(1, {view(0, leader_302), view(1, replica_302), view(2, answer("replica"))}, h);
     const auto listeners = conf::config::default_listeners(3);
-    std::size_t cursor = 0;
-    CHECK(proxy::candidates(t, listeners[0], false, cursor) == std::vector<std::size_t>{0});
-    CHECK(proxy::candidates(t, listeners[1], false, cursor).front() == 1);
-    CHECK(proxy::candidates(t, listeners[1], false, cursor).front() == 2);
-    CHECK(proxy::candidates(t, listeners[1], false, cursor).front() == 1);
+    CHECK(proxy::candidates(t, listeners[0], false, 0) == std::vector<std::size_t>{0});
+    CHECK(proxy::candidates(t, listeners[1], false, 0) == std::vector<std::size_t>{1, 2});
+    CHECK(proxy::candidates(t, listeners[1], false, 1) == std::vector<std::size_t>{2, 1});
+    CHECK(proxy::candidates(t, listeners[1], false, 2).front() == 1);
     const auto only_leader = build_topology(2, {view(0, leader_302)}, h);
     auto one = conf::config::default_listeners(1);
-    CHECK(proxy::candidates(only_leader, one[1], false, cursor).empty());
-    CHECK(proxy::candidates(only_leader, one[1], true, cursor) == std::vector<std::size_t>{0});
+    CHECK(proxy::candidates(only_leader, one[1], false, 0).empty());
+    CHECK(proxy::candidates(only_leader, one[1], true, 0) == std::vector<std::size_t>{0});
     CHECK(proxy::keeps_session(t, conf::listener_role::write, 0));
     CHECK(!proxy::keeps_session(t, conf::listener_role::write, 1));
     CHECK(proxy::keeps_session(t, conf::listener_role::read, 0));  // a fallback read session on the leader

@@ -32,7 +32,7 @@ TEST_CASE("a StartupMessage decodes at every split point", "[protocol]") {
     CHECK(d.value.startup.major == 3);
 }
 
-TEST_CASE("protocol 3.2 and unknown minor versions pass; other majors do not", "[protocol]") {
+TEST_CASE("protocol 3.2 and unknown minor versions pass but other majors do not", "[protocol]") {
     const auto v32 = decode_first_packet(make_startup({{"user", "u"}}, (3u << 16) | 2));
     REQUIRE(v32.st == status::complete);
     CHECK(v32.value.startup.minor == 2);

@@ -1,0 +1,209 @@
+// Integration tests on the real lab cluster (3 etcd, 3 Patroni + PostgreSQL 15),
+// started by CTest's `lab` fixture (lab/cluster.sh up). patroxy runs as a child
+// process on ports 15000/15001; assertions go through libpq.
+
+#include "health/patroni_client.hpp"
+#include "support/lab.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <set>
+
+using namespace patroxy;
+using namespace patroxy::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One GET /patroni through patroxy's own client.
+health::check_result ask_patroni(int member) {
+    boost::asio::io_context ioc;
+    conf::member_config m;
+    m.name = "pg" + std::to_string(member);
+    m.api.host = "127.0.0.1";
+    m.api.port = static_cast<std::uint16_t>(lab_int("LAB_API_PORT_BASE") + member);
+    health::check_result out;
+    auto client = std::make_shared<health::patroni_client>(ioc, m, 3s, [&](health::check_result r) {
+        out = std::move(r);
+        ioc.stop();
+        return 1h;
+    });
+    client->start();
+    ioc.run_for(5s);
+    client->stop();
+    return out;
+}
+
+struct where { bool in_recovery; int port; };
+
+std::optional<where> which_member(pg_connection& c) {
+    const auto v = c.scalar("SELECT pg_is_in_recovery()::text || ',' || current_setting('port')");
+    if (!v) {
+        return std::nullopt;
+    }
+    return where{v->substr(0, v->find(',')) == "true", std::stoi(v->substr(v->find(',') + 1))};
+}
+
+int leader_port() {
+    const auto [rc, name] = lab("leader");
+    REQUIRE(rc == 0);
+    return lab_int("LAB_PG_PORT_BASE") + std::stoi(name.substr(2));
+}
+
+}  // namespace
+
+TEST_CASE("the lab cluster has one leader and two streaming replicas, per Patroni's REST API", "[cluster]") {
+    int leaders = 0;
+    int replicas = 0;
+    int streaming = 0;
+    for (int i = 0; i < 3; ++i) {
+        const auto r = ask_patroni(i);
+        INFO("pg" << i << ": " << r.error);
+        REQUIRE(r.answered);
+        CHECK(r.report->running());
+        if (r.report->role == health::patroni_role::primary) {
+            ++leaders;
+            streaming = r.report->streaming_replicas;
+        } else if (r.report->role == health::patroni_role::replica) {
+            ++replicas;
+        }
+        CHECK(r.report->scope == "postgres-cluster");
+    }
+    CHECK(leaders == 1);
+    CHECK(replicas == 2);
+    CHECK(streaming == 2);
+}
+
+TEST_CASE("the write port reaches only the leader and the read port alternates over the replicas", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    const int leader = leader_port();
+    for (int i = 0; i < 5; ++i) {
+        pg_connection c(px.write_conninfo());
+        REQUIRE(c.ok());
+        const auto w = which_member(c);
+        REQUIRE(w);
+        CHECK(!w->in_recovery);
+        CHECK(w->port == leader);
+    }
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.read_conninfo());
+        return c.ok();
+    }, 10s));
+    std::vector<int> ports;
+    for (int i = 0; i < 6; ++i) {
+        pg_connection c(px.read_conninfo());
+        REQUIRE(c.ok());
+        const auto w = which_member(c);
+        REQUIRE(w);
+        CHECK(w->in_recovery);
+        CHECK(w->port != leader);
+        ports.push_back(w->port);
+    }
+    CHECK(std::set<int>(ports.begin(), ports.end()).size() == 2);
+    for (std::size_t i = 1; i < ports.size(); ++i) {
+        CHECK(ports[i] != ports[i - 1]);  // in turn
+    }
+}
+
+TEST_CASE("after a switchover, new writes reach the new leader and no session stays on the old one", "[cluster]") {
+    patroxy_process px("health: {interval: 2s, fast_interval: 500ms}\n");
+    REQUIRE(px.wait_ready());
+    const int old_leader = leader_port();
+    pg_connection held(px.write_conninfo("application_name=held-through-switchover"));
+    REQUIRE(held.ok());
+    REQUIRE(which_member(held)->port == old_leader);
+
+    const auto [rc, out] = lab("switchover");
+    REQUIRE(rc == 0);
+    const int new_leader = leader_port();
+    REQUIRE(new_leader != old_leader);
+
+    // New sessions through the write port reach the new leader (bounded wait),
+    // and none of them ever lands on a member in recovery.
+    int in_recovery = 0;
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.write_conninfo());
+        const auto w = c.ok() ? which_member(c) : std::nullopt;
+        in_recovery += w && w->in_recovery ? 1 : 0;
+        return w && !w->in_recovery && w->port == new_leader;
+    }, 20s, 200ms));
+    CHECK(in_recovery == 0);
+    // Patroni 3.0.2 restarts the old leader's PostgreSQL to demote it, which ends
+    // the session before patroxy even hears of the change; either way it is gone.
+    CHECK(!held.scalar("SELECT 1"));
+    REQUIRE(lab("wait-healthy 60").first == 0);
+}
+
+TEST_CASE("when the leader's Patroni dies but PostgreSQL runs on, patroxy cuts the write sessions on it", "[cluster]") {
+    patroxy_process px("health: {interval: 1s, fast_interval: 300ms, timeout: 500ms, fall: 3}\n");
+    REQUIRE(px.wait_ready());
+    const int old_leader = leader_port();
+    pg_connection held(px.write_conninfo("application_name=held-on-orphan"));
+    REQUIRE(held.ok());
+    REQUIRE(which_member(held)->port == old_leader);
+    const int held_port = held.local_port();
+
+    const auto [rc, killed] = lab("kill-leader-patroni");
+    REQUIRE(rc == 0);
+    // fall (3) failed checks later the member is DOWN and its sessions are cut;
+    // its PostgreSQL still accepts direct connections, so patroxy did the cutting.
+    REQUIRE(poll_until([&] { return px.log().find("reason=backend_down") != std::string::npos; }, 10s));
+    const auto log = px.log();
+    INFO(log);
+    CHECK(std::regex_search(log, std::regex("client=127\\.0\\.0\\.1:" + std::to_string(held_port) +
+                                            " user=postgres db=postgres app=held-on-orphan .* reason=backend_down")));
+    CHECK(!held.scalar("SELECT 1"));
+    pg_connection direct(member_conninfo(old_leader - lab_int("LAB_PG_PORT_BASE")));
+    CHECK(direct.ok());
+    // Meanwhile no write session reaches the orphaned primary; once Patroni
+    // promotes a replica, writes go there.
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.write_conninfo());
+        const auto w = c.ok() ? which_member(c) : std::nullopt;
+        if (w) {
+            CHECK(w->port != old_leader);
+        }
+        return w && !w->in_recovery;
+    }, 40s, 200ms));
+    CHECK(lab("start " + killed).first == 0);
+    CHECK(lab("wait-healthy 90").first == 0);
+}
+
+TEST_CASE("after SIGKILL of the leader, no write session lands on a member in recovery and writes resume", "[cluster]") {
+    patroxy_process px("health: {interval: 2s, fast_interval: 500ms}\ntimeouts: {wait_for_backend: 2s}\n");
+    REQUIRE(px.wait_ready());
+    {
+        pg_connection c(px.write_conninfo());
+        REQUIRE(c.scalar("CREATE TABLE IF NOT EXISTS failover_probe (at timestamptz DEFAULT now(), n int)"));
+    }
+    const auto [rc, killed] = lab("kill-leader");
+    REQUIRE(rc == 0);
+    const auto killed_at = std::chrono::steady_clock::now();
+    int attempts = 0;
+    int in_recovery = 0;
+    bool written = false;
+    // Bounded: Patroni promotes after its ttl (10 s in the lab).
+    while (!written && std::chrono::steady_clock::now() - killed_at < 60s && attempts < 600) {
+        ++attempts;
+        pg_connection c(px.write_conninfo());
+        if (c.ok()) {
+            const auto w = which_member(c);
+            if (w && w->in_recovery) {
+                ++in_recovery;
+            }
+            written = c.scalar("INSERT INTO failover_probe (n) VALUES (" + std::to_string(attempts) + ")").has_value();
+        }
+        if (!written) {
+            std::this_thread::sleep_for(100ms);
+        }
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
+    INFO("writes resumed after " << took.count() << " ms, " << attempts << " attempts");
+    CHECK(written);
+    CHECK(in_recovery == 0);
+    // Bring the killed member back as a replica for the tests after this one.
+    CHECK(lab("start " + killed).first == 0);
+    CHECK(lab("wait-healthy 90").first == 0);
+}
