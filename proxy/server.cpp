@@ -11,7 +11,33 @@ std::size_t worker_count(const conf::config& cfg) {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
+namespace {
+// SO_REUSEPORT would let a second patroxy (or anything of the same user) bind
+// our ports and silently take half the connections. A plain bind first fails
+// if anyone already listens there.
+void ensure_port_free(const conf::listener_config& l) {
+    net::io_context ioc;
+    tcp::acceptor probe(ioc);
+    const tcp::endpoint ep(net::ip::make_address(l.bind), l.port);
+    error_code ec;
+    probe.open(ep.protocol(), ec);
+    if (!ec) {
+        probe.set_option(tcp::acceptor::reuse_address(true), ec);
+    }
+    if (!ec) {
+        probe.bind(ep, ec);
+    }
+    if (ec) {
+        throw std::runtime_error("listener '" + l.name + "' cannot listen on " + l.bind + ":" + std::to_string(l.port) +
+                                 ": " + ec.message() + " (is another patroxy running?)");
+    }
+}
+}  // namespace
+
 server::server(const conf::config& cfg, health::topology_ptr initial) : slots_(cfg.listeners.size()) {
+    for (const auto& l : cfg.listeners) {
+        ensure_port_free(l);
+    }
     const auto n = proxy::worker_count(cfg);
     for (std::size_t i = 0; i < n; ++i) {
         workers_.push_back(std::make_unique<worker>(i, cfg, slots_, initial));

@@ -14,6 +14,9 @@ using boost::beast::bind_front_handler;
 using std::chrono::milliseconds;
 using clock = std::chrono::steady_clock;
 
+// After `retries` failed connects, pause this long before routing again.
+constexpr milliseconds connect_retry_pause{200};
+
 namespace {
 void set_stream_options(tcp::socket& s) {
     error_code ignored;
@@ -132,23 +135,36 @@ void session::route() {
         return refuse(close_reason::shutdown, protocol::sqlstate::cannot_connect_now, "patroxy: shutting down");
     }
     const auto& cfg = owner_.config();
+    if (!routing_started_) {
+        routing_started_ = true;
+        route_deadline_ = clock::now() + cfg.timeouts.wait_for_backend;
+    }
     const auto turn = listener().role == conf::listener_role::read
                           ? owner_.slots(listener_).cursor.fetch_add(1, std::memory_order_relaxed)
                           : 0;
     const auto members = candidates(owner_.topology(), listener(), cfg.health.read_fallback_to_leader, turn);
     if (!members.empty()) {
-        if (phase_ == phase::holding) {
-            drop(owner_.counters().listener(listener_).held);
-        }
+        leave_hold();
         return connect_to(members.front());
     }
+    hold(cfg.timeouts.wait_for_backend);
+}
+
+// Keep the client (its first packet stays with us) until a member appears, a
+// retry is due, or wait_for_backend has passed since routing began.
+void session::hold(milliseconds retry_after) {
+    const auto left = std::chrono::duration_cast<milliseconds>(route_deadline_ - clock::now());
     if (phase_ != phase::holding) {
-        // Hold the client (its first packet stays with us) until a member
-        // appears or wait_for_backend passes.
         phase_ = phase::holding;
-        hold_until_ = clock::now() + cfg.timeouts.wait_for_backend;
         bump(owner_.counters().listener(listener_).held);
-        arm(cfg.timeouts.wait_for_backend, close_reason::no_backend);
+    }
+    arm(std::max(milliseconds{0}, std::min(left, retry_after)), close_reason::no_backend);
+}
+
+void session::leave_hold() {
+    if (phase_ == phase::holding) {
+        drop(owner_.counters().listener(listener_).held);
+        phase_ = phase::first_packet;
     }
 }
 
@@ -169,7 +185,7 @@ void session::on_topology() {
 
 void session::refuse_if_waiting() {
     if (phase_ == phase::holding) {
-        drop(owner_.counters().listener(listener_).held);
+        leave_hold();
         refuse(close_reason::shutdown, protocol::sqlstate::cannot_connect_now, "patroxy: shutting down");
     }
 }
@@ -209,16 +225,24 @@ void session::on_connect(error_code ec) {
 
 void session::on_connect_failed(std::string_view why) {
     bump(owner_.counters().member(listener_, *member_).connect_errors);
-    PATROXY_LOG(warn, "session") << "listener=" << listener().name << " member=" << owner_.config().members[*member_].name
+    const auto& member_name = owner_.config().members[*member_].name;
+    PATROXY_LOG(warn, "session") << "listener=" << listener().name << " member=" << member_name
                                  << " client=" << client_text_ << " connect failed (attempt " << attempts_
                                  << "): " << why;
-    if (attempts_ > owner_.config().timeouts.retries) {
-        return refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
-                      "patroxy: could not connect to a member for listener '" + listener().name + "' after " +
-                          std::to_string(attempts_) + " attempts");
+    last_connect_error_ = member_name + ": " + std::string(why);
+    if (attempts_ <= owner_.config().timeouts.retries) {
+        // HAProxy retries the same server for writes; reads move to the next replica.
+        return route();
     }
-    // HAProxy retries the same server for writes; reads move to the next replica.
-    route();
+    // A leader whose PostgreSQL is stopping refuses connections a moment before
+    // Patroni reports the change: wait for the next topology, or retry shortly,
+    // within the same wait_for_backend budget.
+    attempts_ = 0;
+    if (clock::now() + connect_retry_pause < route_deadline_) {
+        return hold(connect_retry_pause);
+    }
+    refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
+           "patroxy: could not connect to a member for listener '" + listener().name + "' (" + last_connect_error_ + ")");
 }
 
 void session::on_first_forwarded(error_code ec, std::size_t n) {
@@ -449,7 +473,15 @@ void session::arm(milliseconds after, close_reason why) {
         }
         switch (self->phase_) {
         case phase::holding:
-            drop(self->owner_.counters().listener(self->listener_).held);
+            if (clock::now() < self->route_deadline_) {
+                return self->route();  // a retry after failed connects
+            }
+            self->leave_hold();
+            if (!self->last_connect_error_.empty()) {
+                return self->refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
+                                    "patroxy: could not connect to a member for listener '" + self->listener().name +
+                                        "' (" + self->last_connect_error_ + ")");
+            }
             return self->refuse(close_reason::no_backend, protocol::sqlstate::cannot_connect_now,
                                 "patroxy: no " +
                                     std::string(self->listener().role == conf::listener_role::write
@@ -471,9 +503,7 @@ void session::close(close_reason why, std::string_view detail) {
     if (phase_ == phase::closed) {
         return;
     }
-    if (phase_ == phase::holding) {
-        drop(owner_.counters().listener(listener_).held);
-    }
+    leave_hold();
     phase_ = phase::closed;
     error_code ignored;
     deadline_.cancel();

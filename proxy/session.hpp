@@ -59,6 +59,8 @@ private:
     void on_first_packet(protocol::first_packet packet, std::size_t consumed);
     // routing and connecting
     void route();
+    void hold(std::chrono::milliseconds retry_after);
+    void leave_hold();
     void connect_to(std::size_t member);
     void on_connect(error_code ec);
     void on_connect_failed(std::string_view why);
@@ -92,7 +94,9 @@ private:
     net::steady_timer deadline_;
     phase phase_ = phase::first_packet;
     std::chrono::steady_clock::time_point started_;
-    std::chrono::steady_clock::time_point hold_until_{};
+    bool routing_started_ = false;
+    std::chrono::steady_clock::time_point route_deadline_{};  ///< routing began + wait_for_backend
+    std::string last_connect_error_;
 
     std::vector<std::uint8_t> first_;        ///< first packet bytes until forwarded; freed after
     std::optional<protocol::first_packet> packet_;

@@ -309,3 +309,36 @@ TEST_CASE("a CancelRequest on the read port reaches every replica", "[proxy][com
     // promoted, so the leader may own the key.
     CHECK(eventually([&] { return members[0]->pg->cancels().size() == 1; }));
 }
+
+TEST_CASE("a leader that refuses connects holds the client until the next leader takes it", "[proxy][component]") {
+    auto members = cluster({"master", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = free_port();  // the leader's PostgreSQL is stopping: refused
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    auto outcome = std::async(std::launch::async, [&] {
+        raw_client c(p.port(0));
+        return c.startup();
+    });
+    std::this_thread::sleep_for(500ms);
+    CHECK(outcome.wait_for(0s) == std::future_status::timeout);  // held, not refused
+    members[0]->api.set_body(fake_patroni::answer("replica"));
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    REQUIRE(outcome.wait_for(3s) == std::future_status::ready);
+    const auto r = outcome.get();
+    CHECK(r.ready);
+    CHECK(r.server_name == "pg1");
+}
+
+TEST_CASE("a leader that keeps refusing gets the client a 57P03 naming the failure", "[proxy][component]") {
+    auto members = cluster({"master"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = free_port();
+    cfg.timeouts.wait_for_backend = 600ms;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client c(p.port(0));
+    const auto r = c.startup();
+    CHECK(r.sqlstate == "57P03");
+    CHECK(r.message == "patroxy: could not connect to a member for listener 'master' (pg0: Connection refused)");
+}
