@@ -253,8 +253,6 @@ void session::on_first_forwarded(error_code ec, std::size_t n) {
         return close(close_reason::server_abort, ec.message());
     }
     bytes_[from_client] += n;
-    first_.clear();
-    first_.shrink_to_fit();  // idle sessions keep no startup bytes
     start_relay();
 }
 
@@ -284,6 +282,9 @@ void session::try_read(side s) {
         });
         return;
     }
+    if (ec && unanswered(s)) {
+        return retry_unanswered(ec == net::error::eof ? "closed before answering" : ec.message());
+    }
     if (ec == net::error::eof) {
         return end_of_stream(s);
     }
@@ -299,8 +300,11 @@ void session::try_read(side s) {
 }
 
 void session::on_readable(side s, error_code ec) {
-    if (phase_ != phase::relaying) {
+    if (phase_ != phase::relaying || ec == net::error::operation_aborted) {
         return;
+    }
+    if (ec && unanswered(s)) {
+        return retry_unanswered(ec.message());
     }
     if (ec) {
         return close(abort_reason(s), ec.message());
@@ -318,6 +322,10 @@ void session::on_written(side s, error_code ec, std::size_t n) {
         return close(abort_reason(s == from_client ? from_server : from_client), ec.message());
     }
     bytes_[s] += n;
+    if (s == from_server && !first_.empty()) {
+        first_.clear();
+        first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
+    }
     auto& lc = owner_.counters().listener(listener_);
     auto& mc = owner_.counters().member(listener_, *member_);
     if (s == from_client) {
@@ -328,6 +336,28 @@ void session::on_written(side s, error_code ec, std::size_t n) {
         bump(mc.bytes_out, n);
     }
     try_read(s);
+}
+
+// The member went away before saying a word (a PostgreSQL that is shutting
+// down accepts, then resets): the client has seen nothing, so the first packet
+// can go to another attempt, as after a failed connect.
+bool session::unanswered(side s) const {
+    return s == from_server && bytes_[from_server] == 0 && !first_.empty() && bytes_[from_client] == first_.size() &&
+           !in_flight_[from_client];
+}
+
+void session::retry_unanswered(std::string_view why) {
+    error_code ignored;
+    client_.cancel(ignored);
+    server_.close(ignored);
+    if (member_counted_) {
+        drop(owner_.counters().member(listener_, *member_).current);
+        member_counted_ = false;
+    }
+    bytes_ = {0, 0};
+    eof_ = {false, false};
+    phase_ = phase::connecting;  // pending relay handlers see they are stale
+    on_connect_failed(why);
 }
 
 // A reset once either side has finished sending is how many clients end a

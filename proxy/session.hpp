@@ -72,6 +72,8 @@ private:
     void on_written(side s, error_code ec, std::size_t n);
     void end_of_stream(side s);
     close_reason abort_reason(side s) const;
+    bool unanswered(side s) const;
+    void retry_unanswered(std::string_view why);
     void arm_idle_check();
     // refusing and cancelling
     void refuse(close_reason why, std::string_view sqlstate, std::string message);
@@ -98,7 +100,7 @@ private:
     std::chrono::steady_clock::time_point route_deadline_{};  ///< routing began + wait_for_backend
     std::string last_connect_error_;
 
-    std::vector<std::uint8_t> first_;        ///< first packet bytes until forwarded; freed after
+    std::vector<std::uint8_t> first_;        ///< first packet bytes, kept until the member answers
     std::optional<protocol::first_packet> packet_;
     bool encryption_declined_ = false;       ///< we answered 'N' to an SSL/GSS request while refusing
     int declines_ = 0;

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <future>
 #include <map>
 #include <set>
 
@@ -206,4 +207,24 @@ TEST_CASE("after SIGKILL of the leader, no write session lands on a member in re
     // Bring the killed member back as a replica for the tests after this one.
     CHECK(lab("start " + killed).first == 0);
     CHECK(lab("wait-healthy 90").first == 0);
+}
+
+TEST_CASE("SIGTERM stops accepting, lets open sessions finish, and exits 0", "[cluster]") {
+    patroxy_process px("timeouts: {drain: 20s}\n");
+    REQUIRE(px.wait_ready());
+    pg_connection open_session(px.write_conninfo());
+    REQUIRE(open_session.ok());
+    auto exit_code = std::async(std::launch::async, [&] { return px.signal_and_wait(SIGTERM, 15s); });
+    // Draining: no new sessions, the open one still answers.
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.write_conninfo("connect_timeout=2"));
+        return !c.ok();
+    }, 5s));
+    CHECK(open_session.scalar("SELECT 42") == std::optional<std::string>("42"));
+    CHECK(exit_code.wait_for(300ms) == std::future_status::timeout);  // waits for that session
+    PQfinish(open_session.raw());
+    open_session.forget();
+    REQUIRE(exit_code.wait_for(10s) == std::future_status::ready);
+    CHECK(exit_code.get() == 0);
+    CHECK(std::regex_search(px.log(), std::regex("SIGTERM: no new sessions; draining [0-9]+ session")));
 }

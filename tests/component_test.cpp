@@ -342,3 +342,55 @@ TEST_CASE("a leader that keeps refusing gets the client a 57P03 naming the failu
     CHECK(r.sqlstate == "57P03");
     CHECK(r.message == "patroxy: could not connect to a member for listener 'master' (pg0: Connection refused)");
 }
+
+TEST_CASE("a member that closes before answering the startup is retried like a failed connect", "[proxy][component]") {
+    // A listener that accepts and closes at once: PostgreSQL while it shuts down.
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor closer(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    std::atomic<int> accepted{0};
+    std::function<void()> accept_one = [&] {
+        closer.async_accept([&](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
+            if (!ec) {
+                ++accepted;
+                s.close();
+                accept_one();
+            }
+        });
+    };
+    accept_one();
+    std::thread closer_thread([&] { ioc.run_for(10s); });
+    auto members = cluster({"replica", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = closer.local_endpoint().port();
+    proxy_under_test p(cfg);
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    for (int i = 0; i < 4; ++i) {
+        raw_client c(p.port(1));
+        CHECK(c.startup().server_name == "pg1");
+    }
+    CHECK(accepted >= 2);
+    ioc.stop();
+    closer_thread.join();
+}
+
+TEST_CASE("reads skip lagging and noloadbalance replicas, and 'primary' leads like 'master'", "[proxy][component]") {
+    auto members = cluster({"primary", "replica", "replica", "replica"});
+    members[0]->api.set_body(R"({"state": "running", "role": "primary", "xlog": {"location": 5000000}})");
+    members[1]->api.set_body(R"({"state": "running", "role": "replica", "xlog": {"received_location": 1000}})");
+    members[2]->api.set_body(R"({"state": "running", "role": "replica", "tags": {"noloadbalance": true},
+                                 "xlog": {"received_location": 5000000}})");
+    members[3]->api.set_body(R"({"state": "running", "role": "replica", "xlog": {"received_location": 4999000}})");
+    auto cfg = config_for(members);
+    cfg.health.max_lag_bytes = 16 * 1024;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    REQUIRE(eventually([&] { return p.topology()->members[3].lag_bytes.has_value(); }));
+    CHECK(p.topology()->readable == std::vector<std::size_t>{3});
+    CHECK(p.topology()->members[1].lag_bytes == 4999000u);
+    for (int i = 0; i < 3; ++i) {
+        raw_client c(p.port(1));
+        CHECK(c.startup().server_name == "pg3");
+    }
+    raw_client w(p.port(0));
+    CHECK(w.startup().server_name == "pg0");
+}

@@ -86,7 +86,13 @@ inline bool poll_until(const std::function<bool()>& done, std::chrono::milliseco
 class pg_connection {
 public:
     explicit pg_connection(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {}
-    ~pg_connection() { PQfinish(conn_); }
+    ~pg_connection() {
+        if (conn_ != nullptr) {
+            PQfinish(conn_);
+        }
+    }
+    /// The caller finished the connection itself.
+    void forget() { conn_ = nullptr; }
     pg_connection(const pg_connection&) = delete;
     pg_connection& operator=(const pg_connection&) = delete;
 
@@ -169,6 +175,24 @@ public:
             ::_exit(127);
         }
     }
+    /// Sends `signo` and waits (bounded) for the exit; returns the exit code,
+    /// or -1 if it did not exit within `limit`.
+    int signal_and_wait(int signo, std::chrono::milliseconds limit) {
+        ::kill(pid_, signo);
+        const auto until = std::chrono::steady_clock::now() + limit;
+        int status = 0;
+        while (std::chrono::steady_clock::now() < until) {
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return -1;
+    }
+    /// Whether the process is still running.
+    bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+
     ~patroxy_process() {
         if (pid_ > 0) {
             ::kill(pid_, SIGTERM);
