@@ -52,6 +52,13 @@ int leader_port() {
     return lab_int("LAB_PG_PORT_BASE") + std::stoi(name.substr(2));
 }
 
+// Restarts a member a test killed and waits until it streams again, so the
+// next test finds three members.
+void bring_back(const std::string& member) {
+    CHECK(lab("start " + member).first == 0);
+    CHECK(lab("wait-healthy 90").first == 0);
+}
+
 }  // namespace
 
 TEST_CASE("the lab cluster has one leader and two streaming replicas, per Patroni's REST API", "[cluster]") {
@@ -168,8 +175,7 @@ TEST_CASE("when the leader's Patroni dies but PostgreSQL runs on, patroxy cuts t
         }
         return w && !w->in_recovery;
     }, 40s, 200ms));
-    CHECK(lab("start " + killed).first == 0);
-    CHECK(lab("wait-healthy 90").first == 0);
+    bring_back(killed);
 }
 
 TEST_CASE("after SIGKILL of the leader, no write session lands on a member in recovery and writes resume", "[cluster]") {
@@ -204,9 +210,7 @@ TEST_CASE("after SIGKILL of the leader, no write session lands on a member in re
     INFO("writes resumed after " << took.count() << " ms, " << attempts << " attempts");
     CHECK(written);
     CHECK(in_recovery == 0);
-    // Bring the killed member back as a replica for the tests after this one.
-    CHECK(lab("start " + killed).first == 0);
-    CHECK(lab("wait-healthy 90").first == 0);
+    bring_back(killed);
 }
 
 TEST_CASE("SIGTERM stops accepting, lets open sessions finish, and exits 0", "[cluster]") {

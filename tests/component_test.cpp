@@ -103,6 +103,23 @@ conf::config config_for(std::vector<std::unique_ptr<fake_member>>& members) {
     return cfg;
 }
 
+// A client that connects and sends its startup on a thread of its own, so the
+// test can change the cluster while patroxy holds it.
+std::future<startup_outcome> startup_in_background(std::uint16_t port) {
+    return std::async(std::launch::async, [port] {
+        raw_client c(port);
+        return c.startup();
+    });
+}
+
+// The held client got through, to `member`.
+void check_routed_to(std::future<startup_outcome>& outcome, const std::string& member) {
+    REQUIRE(outcome.wait_for(3s) == std::future_status::ready);
+    const auto r = outcome.get();
+    CHECK(r.ready);
+    CHECK(r.server_name == member);
+}
+
 std::vector<std::unique_ptr<fake_member>> cluster(std::initializer_list<std::string> roles) {
     std::vector<std::unique_ptr<fake_member>> out;
     int i = 0;
@@ -157,18 +174,12 @@ TEST_CASE("a client with no leader is held and routed as soon as one appears", "
     auto members = cluster({"replica", "replica"});
     proxy_under_test p(config_for(members));
     REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
-    auto outcome = std::async(std::launch::async, [&] {
-        raw_client c(p.port(0));
-        return c.startup();
-    });
+    auto outcome = startup_in_background(p.port(0));
     REQUIRE(eventually([&] { return p.server().session_count() == 1; }));
     std::this_thread::sleep_for(300ms);  // the client is waiting, held
     CHECK(outcome.wait_for(0s) == std::future_status::timeout);
     members[1]->api.set_body(fake_patroni::answer("master"));
-    REQUIRE(outcome.wait_for(3s) == std::future_status::ready);
-    const auto r = outcome.get();
-    CHECK(r.ready);
-    CHECK(r.server_name == "pg1");
+    check_routed_to(outcome, "pg1");
 }
 
 TEST_CASE("a held client gets FATAL 57P03 naming the listener when no leader comes", "[proxy][component]") {
@@ -316,18 +327,12 @@ TEST_CASE("a leader that refuses connects holds the client until the next leader
     cfg.members[0].port = free_port();  // the leader's PostgreSQL is stopping: refused
     proxy_under_test p(cfg);
     REQUIRE(p.wait_for_leader(0u));
-    auto outcome = std::async(std::launch::async, [&] {
-        raw_client c(p.port(0));
-        return c.startup();
-    });
+    auto outcome = startup_in_background(p.port(0));
     std::this_thread::sleep_for(500ms);
     CHECK(outcome.wait_for(0s) == std::future_status::timeout);  // held, not refused
     members[0]->api.set_body(fake_patroni::answer("replica"));
     members[1]->api.set_body(fake_patroni::answer("master"));
-    REQUIRE(outcome.wait_for(3s) == std::future_status::ready);
-    const auto r = outcome.get();
-    CHECK(r.ready);
-    CHECK(r.server_name == "pg1");
+    check_routed_to(outcome, "pg1");
 }
 
 TEST_CASE("a leader that keeps refusing gets the client a 57P03 naming the failure", "[proxy][component]") {

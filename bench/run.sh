@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# patroxy against a direct connection (the limit) and HAProxy with the seed's
+# config (the incumbent), in one run on the same local cluster. Paths are
+# interleaved within each round; medians over the rounds go to
+# bench/RESULTS.md with the ratios, raw rows to bench/out/.
+#
+#   bench/run.sh [--rounds N] [--duration SECONDS] [--quick]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/lab/lab.env"
+rounds=3
+duration=10
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rounds) rounds=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --quick) rounds=1; duration=5; shift ;;
+        *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    esac
+done
+build=${BUILD_DIR:-$here/build}
+out=$here/bench/out/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# Ports of the three paths: patroxy and HAProxy each get a write and a read port.
+PX_WRITE=6000 PX_READ=6001 PX_STATS=17100
+HA_WRITE=7500 HA_READ=7501 HA_STATS=7502
+
+[ -x "$build/patroxy" ] || { say "build first: cmake -B build -G Ninja && cmake --build build"; exit 1; }
+"$here/lab/cluster.sh" up >/dev/null
+
+export PGUSER=$LAB_BENCH_USER PGHOST=127.0.0.1 PGDATABASE=$LAB_DATABASE PGSSLMODE=disable
+leader=$("$here/lab/cluster.sh" leader)
+member_port() { echo $((LAB_PG_PORT_BASE + ${1#pg})); }
+leader_port=$(member_port "$leader")
+replica=$(for m in $LAB_MEMBERS; do [ "$m" != "$leader" ] && { echo "$m"; break; }; done)
+replica_port=$(member_port "$replica")
+
+# patroxy: the lab config on the bench ports; session ends are logged at info,
+# which the seed's HAProxy (no `log` target) does not do, so log warnings only.
+sed -e "s/port: 5000}/port: $PX_WRITE}/" -e "s/port: 5001}/port: $PX_READ}/" -e "s/port: 7000$/port: $PX_STATS/" \
+    "$here/lab/patroxy.yml" > "$out/patroxy.yml"
+printf 'log:\n  level: warn\n' >> "$out/patroxy.yml"
+"$build/patroxy" -c "$out/patroxy.yml" </dev/null >/dev/null 2>"$out/patroxy.log" &
+px_pid=$!
+
+servers=""
+for m in $LAB_MEMBERS; do
+    servers+="    server $m 127.0.0.1:$(member_port "$m") check port $((LAB_API_PORT_BASE + ${m#pg}))"$'\n'
+done
+python3 - "$here/bench/haproxy.cfg.in" "$out/haproxy.cfg" <<EOF
+import sys
+text = open(sys.argv[1]).read()
+for k, v in {"@PIDFILE@": "$out/haproxy.pid", "@STATS_PORT@": "$HA_STATS", "@WRITE_PORT@": "$HA_WRITE",
+             "@READ_PORT@": "$HA_READ", "@SERVERS@": """$servers""".rstrip("\n")}.items():
+    text = text.replace(k, v)
+open(sys.argv[2], "w").write(text)
+EOF
+haproxy -f "$out/haproxy.cfg" -db </dev/null >"$out/haproxy.log" 2>&1 &
+ha_pid=$!
+trap 'kill $px_pid $ha_pid 2>/dev/null; wait $px_pid $ha_pid 2>/dev/null' EXIT
+
+# HAProxy marks servers UP before their first check: wait until its CSV shows
+# exactly one leader UP on master and two replicas UP on replicas, checked.
+haproxy_settled() {
+    curl -fsS "http://127.0.0.1:$HA_STATS/;csv" | python3 -c '
+import csv, sys
+rows = [r for r in csv.DictReader(sys.stdin) if r.get("svname") not in ("FRONTEND", "BACKEND")]
+up = lambda px: sum(1 for r in rows if r["# pxname"] == px and r["status"] == "UP")
+checked = all(r["check_status"] not in ("", "INI") for r in rows)
+sys.exit(0 if checked and up("master") == 1 and up("replicas") == 2 else 1)'
+}
+for _ in $(seq 150); do haproxy_settled 2>/dev/null && break; sleep 0.2; done
+haproxy_settled || { say "HAProxy did not settle; see $out/haproxy.log"; exit 1; }
+for _ in $(seq 100); do psql -X -q -p $PX_WRITE -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+
+say "pgbench -i -s 10 on the leader ($leader)"
+pgbench -i -s 10 -q -p "$leader_port" >/dev/null 2>&1
+"$here/lab/cluster.sh" wait-healthy 60 >/dev/null
+
+# CPU seconds (user+system) a process has used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+
+# run ROUND WORKLOAD PATH PORT PROXY_PID PGBENCH_ARGS...: one pgbench run, one row.
+run() {
+    local round=$1 workload=$2 path=$3 port=$4 pid=$5; shift 5
+    local logdir="$out/log/$round-$workload-$path" cpu0=0 cpu1=0 text
+    mkdir -p "$logdir"
+    [ "$pid" != - ] && cpu0=$(cpu_seconds "$pid")
+    text=$(cd "$logdir" && pgbench -p "$port" -T "$duration" -j 2 -l --log-prefix=tx "$@" 2>&1) || true
+    [ "$pid" != - ] && cpu1=$(cpu_seconds "$pid")
+    local tps failed txs
+    tps=$(echo "$text" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tail -1)
+    txs=$(echo "$text" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+    failed=$(echo "$text" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
+    # Per-transaction latencies (microseconds, 3rd field) -> p50, p99 in ms.
+    read -r p50 p99 < <(cat "$logdir"/tx* 2>/dev/null | awk '{print $3}' | sort -n |
+        awk '{v[NR]=$1} END {if (NR==0) print "nan nan"; else printf "%.3f %.3f\n", v[int(NR*0.50)+1]/1000, v[int(NR*0.99)+1]/1000}')
+    rm -rf "$logdir"
+    local cpu_per_1k=nan
+    if [ "$pid" != - ] && [ -n "$txs" ] && [ "$txs" -gt 0 ]; then
+        cpu_per_1k=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$txs" 'BEGIN {printf "%.4f", (b - a) * 1000 / n}')
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$path" "${tps:-nan}" "$p50" "$p99" \
+        "$cpu_per_1k" "${failed:-nan}" >> "$out/results.tsv"
+    say "round $round $workload $path: tps ${tps:-?} p50 ${p50}ms p99 ${p99}ms failed ${failed:-?}"
+}
+
+printf 'round\tworkload\tpath\ttps\tp50_ms\tp99_ms\tproxy_cpu_s_per_1k_tx\tfailed\n' > "$out/results.tsv"
+paths=(direct patroxy haproxy)
+for round in $(seq "$rounds"); do
+    # Rotate the order each round so no path always runs first (warm caches).
+    order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
+    for clients in 8 64; do
+        for port_kind in write read; do
+            for mode in simple prepared; do
+                w="select-only c$clients $port_kind $mode"
+                for path in "${order[@]}"; do
+                    case $path/$port_kind in
+                        direct/write) port=$leader_port pid=- ;;
+                        direct/read) port=$replica_port pid=- ;;
+                        patroxy/write) port=$PX_WRITE pid=$px_pid ;;
+                        patroxy/read) port=$PX_READ pid=$px_pid ;;
+                        haproxy/write) port=$HA_WRITE pid=$ha_pid ;;
+                        haproxy/read) port=$HA_READ pid=$ha_pid ;;
+                    esac
+                    run "$round" "$w" "$path" "$port" "$pid" -n -S -c "$clients" -M "$mode"
+                done
+            done
+        done
+    done
+    for path in "${order[@]}"; do
+        case $path in
+            direct) port=$leader_port pid=- ;;
+            patroxy) port=$PX_WRITE pid=$px_pid ;;
+            haproxy) port=$HA_WRITE pid=$ha_pid ;;
+        esac
+        run "$round" "tpc-b c8 write" "$path" "$port" "$pid" -c 8
+    done
+done
+
+python3 "$here/bench/summarize.py" "$out/results.tsv" "$here/bench/RESULTS.md" \
+    --command "bench/run.sh --rounds $rounds --duration $duration" --chart "$here/bench/results.png"
+say "results: bench/RESULTS.md (raw rows: $out/results.tsv)"

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw rows into bench/RESULTS.md (medians and ratios)
+and a PNG chart drawn by gnuplot."""
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+from collections import defaultdict
+
+PATHS = ["direct", "patroxy", "haproxy"]
+
+
+def number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def median(values):
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def show(value, digits=1):
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def ratio(a, b):
+    return math.nan if math.isnan(a) or math.isnan(b) or b == 0 else a / b
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, {platform.freedesktop_os_release().get('PRETTY_NAME', '')}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rows")
+    ap.add_argument("results_md")
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--chart")
+    args = ap.parse_args()
+
+    runs = defaultdict(list)
+    order = []
+    rounds = set()
+    with open(args.rows) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            key = (row["workload"], row["path"])
+            if row["workload"] not in order:
+                order.append(row["workload"])
+            runs[key].append(row)
+            rounds.add(row["round"])
+
+    def med(workload, path, field):
+        return median([number(r[field]) for r in runs.get((workload, path), [])])
+
+    lines = [
+        "# patroxy benchmarks",
+        "",
+        f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"Reproduce: `{args.command}` (medians of {len(rounds)} interleaved rounds; raw rows in `bench/out/`).",
+        "",
+        "Everything shares the same 2 cores: pgbench, three PostgreSQL servers, Patroni, etcd and",
+        "the proxy under test, so a proxy's own CPU use costs throughput directly. Direct means",
+        "pgbench straight to the leader (write port workloads) or to one replica (read port workloads).",
+        "HAProxy runs the seed's configuration (`bench/haproxy.cfg.in`); patroxy the lab's",
+        "(`lab/patroxy.yml`) with log level warn (HAProxy in the seed logs nothing either).",
+        "",
+        "## Throughput and latency (pgbench)",
+        "",
+        "| workload | direct TPS | patroxy TPS | HAProxy TPS | patroxy/direct | patroxy/HAProxy | p50 ms (d/p/h) | p99 ms (d/p/h) | failed (p/h) |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for w in order:
+        tps = {p: med(w, p, "tps") for p in PATHS}
+        p50 = "/".join(show(med(w, p, "p50_ms"), 2) for p in PATHS)
+        p99 = "/".join(show(med(w, p, "p99_ms"), 2) for p in PATHS)
+        failed = "/".join(show(med(w, p, "failed"), 0) for p in ("patroxy", "haproxy"))
+        lines.append(
+            f"| {w} | {show(tps['direct'])} | {show(tps['patroxy'])} | {show(tps['haproxy'])} | "
+            f"{show(ratio(tps['patroxy'], tps['direct']), 2)} | {show(ratio(tps['patroxy'], tps['haproxy']), 2)} | "
+            f"{p50} | {p99} | {failed} |")
+
+    lines += [
+        "",
+        "## Proxy CPU per 1,000 transactions (user+system seconds of the proxy process)",
+        "",
+        "| workload | patroxy | HAProxy | patroxy/HAProxy |",
+        "|---|---:|---:|---:|",
+    ]
+    for w in order:
+        p = med(w, "patroxy", "proxy_cpu_s_per_1k_tx")
+        h = med(w, "haproxy", "proxy_cpu_s_per_1k_tx")
+        lines.append(f"| {w} | {show(p, 4)} | {show(h, 4)} | {show(ratio(p, h), 2)} |")
+
+    select = [w for w in order if w.startswith("select-only")]
+    vs_haproxy = [ratio(med(w, "patroxy", "tps"), med(w, "haproxy", "tps")) for w in select]
+    vs_direct = [ratio(med(w, "patroxy", "tps"), med(w, "direct", "tps")) for w in select if " write " in w]
+    cpu = [ratio(med(w, "patroxy", "proxy_cpu_s_per_1k_tx"), med(w, "haproxy", "proxy_cpu_s_per_1k_tx")) for w in select]
+    lines += [
+        "",
+        "## Targets (issue: bench)",
+        "",
+        f"- Select-only TPS, patroxy/HAProxy >= 1.0 on both ports: lowest {show(min(vs_haproxy, default=math.nan), 2)}"
+        f" -> {'met' if vs_haproxy and min(vs_haproxy) >= 1.0 else 'NOT met'}",
+        f"- Select-only TPS on the write port, patroxy/direct >= 0.8: lowest {show(min(vs_direct, default=math.nan), 2)}"
+        f" -> {'met' if vs_direct and min(vs_direct) >= 0.8 else 'NOT met'}",
+        f"- Proxy CPU per transaction, patroxy/HAProxy <= 1.0: highest {show(max(cpu, default=math.nan), 2)}"
+        f" -> {'met' if cpu and max(cpu) <= 1.0 else 'NOT met'}",
+        "",
+    ]
+    if args.chart:
+        lines += ["![median TPS per workload](results.png)", ""]
+        draw_chart(order, med, args.chart)
+    with open(args.results_md, "w") as f:
+        f.write("\n".join(lines))
+
+
+def draw_chart(order, med, png):
+    with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as data:
+        for w in order:
+            label = w.replace(" ", "\\n", 1)
+            data.write(f"\"{label}\" " + " ".join(str(med(w, p, "tps")) for p in PATHS) + "\n")
+    script = f"""
+set terminal pngcairo size 1400,600 font ",10"
+set output "{png}"
+set title "median TPS (higher is better)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set xtics rotate by -30 scale 0
+set key top right
+set grid ytics
+plot "{data.name}" using 2:xtic(1) title "direct", '' using 3 title "patroxy", '' using 4 title "HAProxy"
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+    os.unlink(data.name)
+
+
+if __name__ == "__main__":
+    main()
