@@ -6,6 +6,8 @@
 
 #include <boost/program_options.hpp>
 
+#include <sys/resource.h>
+
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -21,6 +23,20 @@ log::level to_log_level(conf::log_level l) {
     case conf::log_level::error: return log::level::error;
     }
     return log::level::info;
+}
+
+// Each session holds two descriptors; the default soft limit (1024) would cap
+// patroxy near 500 sessions. Raise it to the hard limit, as HAProxy does.
+void raise_descriptor_limit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        PATROXY_LOG(info, "main") << "descriptor limit " << lim.rlim_cur << " (about " << lim.rlim_cur / 2
+                                  << " sessions)";
+    }
 }
 
 }  // namespace
@@ -70,6 +86,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     log::set_level(to_log_level(cfg.log.level));
+    raise_descriptor_limit();
     try {
         app::daemon d(std::move(cfg));
         return d.run();

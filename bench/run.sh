@@ -19,6 +19,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 build=${BUILD_DIR:-$here/build}
+# Both proxies hold two descriptors per session: room for the seed's maxconn.
+ulimit -n "$(ulimit -Hn)"
 out=$here/bench/out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
 say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -143,3 +145,4 @@ done
 python3 "$here/bench/summarize.py" "$out/results.tsv" "$here/bench/RESULTS.md" \
     --command "bench/run.sh --rounds $rounds --duration $duration" --chart "$here/bench/results.png"
 say "results: bench/RESULTS.md (raw rows: $out/results.tsv)"
+exit 0

@@ -62,9 +62,10 @@ std::chrono::milliseconds monitor::on_check(std::size_t member, check_result r) 
         PATROXY_LOG(debug, "health") << name << ": check failed: " << r.error;
     }
     tracker.record(std::move(r), std::chrono::steady_clock::now());
-    if (was_up != tracker.up()) {
-        PATROXY_LOG(warn, "health") << name << " is " << (tracker.up() ? "UP" : "DOWN")
-                                    << (tracker.up() ? "" : " after failed checks: " + tracker.last().error);
+    if (!was_up && tracker.up()) {
+        PATROXY_LOG(info, "health") << name << " is UP";
+    } else if (was_up && !tracker.up()) {
+        PATROXY_LOG(warn, "health") << name << " is DOWN after failed checks: " << tracker.last().error;
     }
     const auto next = rebuild();
     latest_.store(next, std::memory_order_release);
