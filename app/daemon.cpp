@@ -15,7 +15,26 @@ daemon::daemon(conf::config cfg)
       signals_(control_, SIGTERM, SIGINT),
       drain_timer_(control_),
       server_(cfg_, empty_topology()),
-      monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {}
+      monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
+    if (cfg_.stats.enabled) {
+        stats_.emplace(control_, cfg_.stats, [this] { return collect(); });
+    }
+}
+
+stats::status daemon::collect() const {
+    stats::status s;
+    s.cfg = &cfg_;
+    s.topology = monitor_.latest();
+    s.listeners = server_.totals();
+    s.last_leader_change = monitor_.last_leader_change();
+    s.leader_changes = monitor_.leader_changes();
+    s.split_brain_events = monitor_.split_brain_events();
+    s.process.started = started_;
+    s.process.workers = server_.worker_count();
+    s.process.config_file = cfg_.source;
+    s.now = std::chrono::system_clock::now();
+    return s;
+}
 
 int daemon::run() {
     signals_.async_wait([this](boost::system::error_code ec, int signo) {
@@ -26,6 +45,11 @@ int daemon::run() {
     std::signal(SIGPIPE, SIG_IGN);
     server_.start();
     monitor_.start();
+    if (stats_) {
+        stats_->start();
+        PATROXY_LOG(info, "main") << "stats on http://" << cfg_.stats.bind << ":" << cfg_.stats.port
+                                  << "/ (/status.json, /metrics, /health)";
+    }
     for (const auto& l : cfg_.listeners) {
         PATROXY_LOG(info, "main") << "listener '" << l.name << "' (" << conf::to_string(l.role) << ") on " << l.bind
                                   << ":" << l.port << ", maxconn " << l.maxconn;
@@ -50,6 +74,9 @@ void daemon::on_signal(int signo) {
                                   << server_.session_count() << " session(s) for up to "
                                   << cfg_.timeouts.drain.count() << "ms";
         monitor_.stop();
+        if (stats_) {
+            stats_->stop();
+        }
         server_.stop_accepting();
         drain_deadline_ = std::chrono::steady_clock::now() + cfg_.timeouts.drain;
         drain_tick();

@@ -5,6 +5,7 @@
 #include "conf/config.hpp"
 #include "health/monitor.hpp"
 #include "proxy/server.hpp"
+#include "stats/http_server.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -22,6 +23,7 @@ public:
 private:
     void on_signal(int signo);
     void drain_tick();
+    stats::status collect() const;
 
     conf::config cfg_;
     boost::asio::io_context control_{1};
@@ -29,6 +31,8 @@ private:
     boost::asio::steady_timer drain_timer_;
     proxy::server server_;
     health::monitor monitor_;
+    std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+    std::optional<stats::http_server> stats_;
     std::chrono::steady_clock::time_point drain_deadline_{};
     bool draining_ = false;
     bool closing_ = false;

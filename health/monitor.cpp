@@ -29,6 +29,11 @@ void monitor::stop() {
     }
 }
 
+monitor::leader_change monitor::last_leader_change() const {
+    std::lock_guard lock(change_mutex_);
+    return last_change_;
+}
+
 bool monitor::unsettled() const {
     const auto t = latest();
     return !t->leader || t->split_brain();
@@ -87,6 +92,17 @@ std::chrono::milliseconds monitor::on_check(std::size_t member, check_result r) 
         }
         if (routed_ && routed_->leader != next->leader) {
             leader_changes_.fetch_add(1, std::memory_order_relaxed);
+            const auto now = std::chrono::steady_clock::now();
+            if (!next->leader) {
+                leaderless_since_ = now;
+            } else {
+                std::lock_guard lock(change_mutex_);
+                last_change_.at = std::chrono::system_clock::now();
+                last_change_.leaderless = leaderless_since_ ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                  now - *leaderless_since_)
+                                                            : std::chrono::milliseconds{0};
+                leaderless_since_.reset();
+            }
         }
         PATROXY_LOG(info, "health") << "routing generation " << next->generation << ": leader=" << name_of(next->leader)
                                     << " readers=" << (readers.empty() ? "none" : readers);

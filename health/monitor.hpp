@@ -8,6 +8,7 @@
 #include "health/topology.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -32,6 +33,13 @@ public:
     /// Counters for the stats page.
     std::uint64_t split_brain_events() const { return split_brain_events_.load(std::memory_order_relaxed); }
     std::uint64_t leader_changes() const { return leader_changes_.load(std::memory_order_relaxed); }
+    /// When routing last got a leader, and how long it had none before that.
+    struct leader_change {
+        wall_time at{};
+        std::chrono::milliseconds leaderless{0};
+    };
+    /// The last leader change (any thread); `at` is zero before the first.
+    leader_change last_leader_change() const;
 
 private:
     std::chrono::milliseconds on_check(std::size_t member, check_result r);
@@ -47,6 +55,9 @@ private:
     std::uint64_t generation_ = 0;
     std::atomic<std::uint64_t> split_brain_events_{0};
     std::atomic<std::uint64_t> leader_changes_{0};
+    std::optional<std::chrono::steady_clock::time_point> leaderless_since_;
+    mutable std::mutex change_mutex_;   ///< guards last_change_ for readers on other threads
+    leader_change last_change_;
 };
 
 }  // namespace patroxy::health

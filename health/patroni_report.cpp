@@ -104,8 +104,15 @@ std::optional<patroni_report> parse_patroni(std::string_view body, std::string& 
     }
     if (const auto rep = doc.find("replication"); rep != doc.end() && rep->is_array()) {
         for (const auto& row : *rep) {
-            if (row.is_object() && string_at(row, "state") == "streaming") {
+            if (!row.is_object()) {
+                continue;
+            }
+            if (string_at(row, "state") == "streaming") {
                 ++r.streaming_replicas;
+            }
+            const auto sync = string_at(row, "sync_state");
+            if (sync == "sync" || sync == "quorum") {
+                r.sync_standbys.push_back(string_at(row, "application_name"));
             }
         }
     }

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace patroxy::health {
 
@@ -25,7 +26,7 @@ struct patroni_report {
     bool nofailover = false;
     std::map<std::string, std::string> tags;   ///< every tag, rendered as text
     int streaming_replicas = 0;     ///< leader only: pg_stat_replication rows in state streaming
-    bool sync_standby = false;      ///< a leader lists this member as sync (not known from itself in 3.0)
+    std::vector<std::string> sync_standbys;  ///< leader only: application_names with sync_state sync/quorum
     std::string patroni_version;
     std::string scope;
 

@@ -34,7 +34,7 @@ void ensure_port_free(const conf::listener_config& l) {
 }
 }  // namespace
 
-server::server(const conf::config& cfg, health::topology_ptr initial) : slots_(cfg.listeners.size()) {
+server::server(const conf::config& cfg, health::topology_ptr initial) : cfg_(cfg), slots_(cfg.listeners.size()) {
     for (const auto& l : cfg.listeners) {
         ensure_port_free(l);
     }
@@ -77,6 +77,35 @@ std::size_t server::session_count() const {
         n += w->session_count();
     }
     return n;
+}
+
+std::vector<listener_totals> server::totals() const {
+    std::vector<listener_totals> out(cfg_.listeners.size());
+    for (std::size_t l = 0; l < out.size(); ++l) {
+        auto& t = out[l];
+        t.members.resize(cfg_.members.size());
+        t.peak = static_cast<std::uint64_t>(slots_[l].peak.load(std::memory_order_relaxed));
+        for (const auto& w : workers_) {
+            const auto& c = w->counters().listener(l);
+            t.accepted += read(c.accepted);
+            t.current += read(c.current);
+            t.held += read(c.held);
+            t.bytes_in += read(c.bytes_in);
+            t.bytes_out += read(c.bytes_out);
+            for (std::size_t r = 0; r < close_reason_count; ++r) {
+                t.closed[r] += read(c.closed[r]);
+            }
+            for (std::size_t m = 0; m < t.members.size(); ++m) {
+                const auto& mc = w->counters().member(l, m);
+                t.members[m].current += read(mc.current);
+                t.members[m].total += read(mc.total);
+                t.members[m].connect_errors += read(mc.connect_errors);
+                t.members[m].bytes_in += read(mc.bytes_in);
+                t.members[m].bytes_out += read(mc.bytes_out);
+            }
+        }
+    }
+    return out;
 }
 
 void server::stop() {

@@ -11,6 +11,27 @@
 
 namespace patroxy::proxy {
 
+/// One listener's sessions to one member, summed over workers.
+struct member_totals {
+    std::uint64_t current = 0;
+    std::uint64_t total = 0;
+    std::uint64_t connect_errors = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+};
+
+/// One listener, summed over workers.
+struct listener_totals {
+    std::uint64_t accepted = 0;
+    std::uint64_t current = 0;
+    std::uint64_t peak = 0;
+    std::uint64_t held = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::array<std::uint64_t, close_reason_count> closed{};
+    std::vector<member_totals> members;   ///< indexed like config::members
+};
+
 class server {
 public:
     /// Binds every listener on every worker; throws naming the listener on failure.
@@ -27,12 +48,15 @@ public:
     /// Drain, phase two: close what is left.
     void close_all();
     std::size_t session_count() const;
+    /// Every listener's counters summed over the workers (any thread).
+    std::vector<listener_totals> totals() const;
     void stop();
 
     const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
     std::size_t worker_count() const { return workers_.size(); }
 
 private:
+    const conf::config& cfg_;
     std::vector<listener_slots> slots_;
     std::vector<std::unique_ptr<worker>> workers_;
 };

@@ -26,6 +26,7 @@ namespace patroxy::proxy {
 /// alternate across workers as HAProxy's roundrobin does across threads.
 struct listener_slots {
     std::atomic<int> active{0};
+    std::atomic<int> peak{0};   ///< highest `active` seen, for the stats page
     std::atomic<std::size_t> cursor{0};
 };
 

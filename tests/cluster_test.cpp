@@ -3,7 +3,10 @@
 // process on ports 15000/15001; assertions go through libpq.
 
 #include "health/patroni_client.hpp"
+#include "support/http_get.hpp"
 #include "support/lab.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -231,4 +234,49 @@ TEST_CASE("SIGTERM stops accepting, lets open sessions finish, and exits 0", "[c
     REQUIRE(exit_code.wait_for(10s) == std::future_status::ready);
     CHECK(exit_code.get() == 0);
     CHECK(std::regex_search(px.log(), std::regex("SIGTERM: no new sessions; draining [0-9]+ session")));
+}
+
+TEST_CASE("status.json and metrics follow a switchover, and promtool accepts the metrics", "[cluster]") {
+    patroxy_process px("health: {interval: 2s, fast_interval: 500ms}\n");
+    REQUIRE(px.wait_ready());
+    const int stats = px.port_numbers().stats;
+    REQUIRE(http_get(stats, "/health").status == 200);
+    for (int i = 0; i < 3; ++i) {
+        pg_connection c(px.write_conninfo());
+        REQUIRE(c.scalar("SELECT 1"));
+    }
+    auto before = nlohmann::json::parse(http_get(stats, "/status.json").body);
+    const auto old_leader = before["cluster"]["leader"].get<std::string>();
+    CHECK(before["cluster"]["scope"] == "postgres-cluster");
+    CHECK(before["members"].size() == 3);
+    CHECK(before["listeners"][0]["sessions_total"].get<int>() >= 3);
+    const auto old_sessions = before["members"][std::stoi(old_leader.substr(2))]["listeners"]["master"]["sessions_total"].get<int>();
+    CHECK(old_sessions >= 3);
+
+    REQUIRE(lab("switchover").first == 0);
+    const auto [rc, new_leader] = lab("leader");
+    REQUIRE(rc == 0);
+    nlohmann::json after;
+    REQUIRE(poll_until([&] {
+        after = nlohmann::json::parse(http_get(stats, "/status.json").body, nullptr, false);
+        return !after.is_discarded() && after["cluster"]["leader"] == new_leader;
+    }, 20s, 200ms));
+    CHECK(after["cluster"]["leader_changes_total"].get<int>() >= 1);
+    CHECK(after["cluster"]["last_leader_change_at"].is_number());
+    {
+        pg_connection c(px.write_conninfo());
+        REQUIRE(c.scalar("SELECT 1"));
+    }
+    const auto now = nlohmann::json::parse(http_get(stats, "/status.json").body);
+    CHECK(now["members"][std::stoi(new_leader.substr(2))]["listeners"]["master"]["sessions_total"].get<int>() >= 1);
+    CHECK(now["members"][std::stoi(old_leader.substr(2))]["listeners"]["master"]["role"] != "routing");
+
+    const auto metrics = http_get(stats, "/metrics");
+    REQUIRE(metrics.status == 200);
+    CHECK(metrics.body.find("patroxy_member_leader{member=\"" + new_leader + "\"} 1") != std::string::npos);
+    const std::string file = "/tmp/patroxy-metrics-" + std::to_string(::getpid()) + ".txt";
+    std::ofstream(file) << metrics.body;
+    CHECK(std::system(("promtool check metrics < " + file + " > /dev/null 2>&1").c_str()) == 0);
+    std::remove(file.c_str());
+    REQUIRE(lab("wait-healthy 60").first == 0);
 }

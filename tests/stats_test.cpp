@@ -1,0 +1,136 @@
+#include "stats/status.hpp"
+
+#include "stats/http_server.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace patroxy;
+using namespace std::chrono_literals;
+
+namespace {
+
+health::member_view member(std::size_t i, const std::string& json_body, bool up = true) {
+    health::member_view v;
+    v.index = i;
+    v.name = "pg" + std::to_string(i);
+    v.up = up;
+    v.health = up ? 4 : 0;
+    std::string why;
+    v.report = health::parse_patroni(json_body, why);
+    v.last_check.answered = up;
+    v.last_check.http_status = up ? 200 : 0;
+    v.last_check.error = up ? "" : "connect: Connection refused";
+    return v;
+}
+
+struct fixture {
+    conf::config cfg;
+    stats::status s;
+    fixture(bool with_leader = true) {
+        for (int i = 0; i < 3; ++i) {
+            conf::member_config m;
+            m.name = "pg" + std::to_string(i);
+            m.host = "10.0.0." + std::to_string(i + 1);
+            m.api.url = "http://" + m.host + ":8008";
+            cfg.members.push_back(m);
+        }
+        cfg.listeners = conf::config::default_listeners(3);
+        const std::string leader = R"({"state":"running","role":"master","timeline":4,"xlog":{"location":2000},
+            "replication":[{"application_name":"pg1","state":"streaming","sync_state":"sync"}]})";
+        const std::string replica = R"({"state":"running","role":"replica","timeline":4,"xlog":{"received_location":1500},
+            "tags":{"zone":"<b>a</b>"}})";
+        std::vector<health::member_view> views{member(0, with_leader ? leader : replica), member(1, replica),
+                                               member(2, replica, false)};
+        s.cfg = &cfg;
+        s.topology = std::make_shared<const health::topology>(health::build_topology(9, views, cfg.health));
+        s.listeners.resize(2);
+        for (auto& l : s.listeners) {
+            l.members.resize(3);
+        }
+        s.listeners[0].accepted = 12;
+        s.listeners[0].members[0].total = 12;
+        s.listeners[1].closed[static_cast<std::size_t>(proxy::close_reason::no_backend)] = 3;
+        s.process.started = std::chrono::system_clock::now() - 90s;
+        s.process.workers = 2;
+        s.now = std::chrono::system_clock::now();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("status.json names the leader, each member's role in Patroni's words, and what it is for", "[stats]") {
+    fixture f;
+    const auto j = stats::to_json(f.s);
+    CHECK(j["cluster"]["leader"] == "pg0");
+    CHECK(j["cluster"]["timeline"] == 4);
+    CHECK(j["members"][0]["role"] == "Leader");
+    CHECK(j["members"][1]["role"] == "Sync Standby");
+    CHECK(j["members"][2]["role"] == "Replica");
+    CHECK(j["members"][2]["check"]["status"] == "DOWN");
+    CHECK(j["members"][2]["check"]["last_error"] == "connect: Connection refused");
+    CHECK(j["members"][1]["lag_bytes"] == 500);
+    CHECK(j["members"][0]["listeners"]["master"]["role"] == "routing");
+    CHECK(j["members"][1]["listeners"]["master"]["role"] == "standby (not the leader)");  // not "DOWN"
+    CHECK(j["members"][1]["listeners"]["replicas"]["role"] == "routing");
+    CHECK(j["members"][2]["listeners"]["replicas"]["role"] == "down");
+    CHECK(j["members"][0]["listeners"]["master"]["sessions_total"] == 12);
+    CHECK(j["listeners"][0]["sessions_total"] == 12);
+    CHECK(j["listeners"][1]["closed_total"]["no_backend"] == 3);
+    CHECK(j["vip"]["state"] == "disabled");
+    CHECK(j["patroxy"]["workers"] == 2);
+    CHECK(j["patroxy"]["uptime_seconds"].get<double>() >= 89.0);
+}
+
+TEST_CASE("the page shows every member's row, escapes what Patroni sends, and has no external resources", "[stats]") {
+    fixture f;
+    const auto html = stats::render_html(f.s);
+    for (const auto* row : {"data-member=\"pg0\"", "data-member=\"pg1\"", "data-member=\"pg2\""}) {
+        CHECK(html.find(row) != std::string::npos);
+    }
+    CHECK(html.find("http-equiv=\"refresh\"") != std::string::npos);
+    CHECK(html.find("zone=&lt;b&gt;a&lt;/b&gt;") != std::string::npos);
+    CHECK(html.find("<b>a</b>") == std::string::npos);
+    CHECK(html.find("<script") == std::string::npos);
+    CHECK(html.find("http://") == html.find("http://10.0.0."));  // only the members' own API URLs, if any
+    CHECK(html.find("id=\"leader\">pg0<") != std::string::npos);
+}
+
+TEST_CASE("metrics are Prometheus text with patroxy_ names and labels", "[stats]") {
+    fixture f;
+    const auto text = stats::render_metrics(f.s);
+    CHECK(text.find("# TYPE patroxy_member_up gauge") != std::string::npos);
+    CHECK(text.find("patroxy_member_up{member=\"pg2\"} 0") != std::string::npos);
+    CHECK(text.find("patroxy_member_leader{member=\"pg0\"} 1") != std::string::npos);
+    CHECK(text.find("patroxy_member_role{member=\"pg1\",role=\"Sync Standby\"} 1") != std::string::npos);
+    CHECK(text.find("patroxy_listener_closed_sessions_total{listener=\"replicas\",reason=\"no_backend\",role=\"read\"} 3") !=
+          std::string::npos);
+    CHECK(text.find("patroxy_cluster_has_leader{scope=\"postgres-cluster\"} 1") != std::string::npos);
+    std::istringstream lines(text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (!line.empty() && line[0] != '#') {
+            CHECK(line.rfind("patroxy_", 0) == 0);
+        }
+    }
+}
+
+TEST_CASE("/health is 200 with a leader and 503 without; auth guards everything else", "[stats]") {
+    boost::asio::io_context ioc;
+    fixture with_leader;
+    fixture without(false);
+    conf::stats_config cfg;
+    cfg.bind = "127.0.0.1";
+    cfg.port = 0;
+    cfg.auth = conf::basic_auth{"admin", "secret"};
+    bool leader = true;
+    stats::http_server server(ioc, cfg, [&] { return leader ? with_leader.s : without.s; });
+    CHECK(server.handle("GET", "/health", "").status == 200);
+    leader = false;
+    CHECK(server.handle("GET", "/health", "").status == 503);
+    CHECK(server.handle("GET", "/status.json", "").status == 401);
+    const auto ok = server.handle("GET", "/status.json", "Basic YWRtaW46c2VjcmV0");
+    CHECK(ok.status == 200);
+    CHECK(ok.content_type == "application/json");
+    CHECK(server.handle("GET", "/nope", "Basic YWRtaW46c2VjcmV0").status == 404);
+    CHECK(server.handle("POST", "/", "Basic YWRtaW46c2VjcmV0").status == 405);
+}
