@@ -85,7 +85,6 @@ psql -X -At -p 5000 -c "select 'write port now -> port ' || current_setting('por
 
 say "Done"
 echo "patroxy:     pid $(cat "$pidfile"), log $LAB_DIR/patroxy.log"
-echo "stats page:  http://127.0.0.1:7000/ once the stats server lands (configured in lab/patroxy.yml);"
-echo "             until then the log above shows routing changes and every session"
+echo "stats page:  http://127.0.0.1:7000/   (JSON /status.json, Prometheus /metrics, /health)"
 echo "connect:     PGPASSWORD=$LAB_SUPERUSER_PASSWORD psql -h 127.0.0.1 -p 5000 -U $LAB_SUPERUSER"
 echo "stop all:    lab/demo.sh stop"

@@ -35,6 +35,9 @@ void ensure_port_free(const conf::listener_config& l) {
 }  // namespace
 
 server::server(const conf::config& cfg, health::topology_ptr initial) : cfg_(cfg), slots_(cfg.listeners.size()) {
+    for (auto& s : slots_) {
+        s.members = std::make_unique<listener_slots::member_slot[]>(cfg.members.size());
+    }
     for (const auto& l : cfg.listeners) {
         ensure_port_free(l);
     }
@@ -98,6 +101,7 @@ std::vector<listener_totals> server::totals() const {
             for (std::size_t m = 0; m < t.members.size(); ++m) {
                 const auto& mc = w->counters().member(l, m);
                 t.members[m].current += read(mc.current);
+                t.members[m].peak = static_cast<std::uint64_t>(slots_[l].members[m].peak.load(std::memory_order_relaxed));
                 t.members[m].total += read(mc.total);
                 t.members[m].connect_errors += read(mc.connect_errors);
                 t.members[m].bytes_in += read(mc.bytes_in);

@@ -14,6 +14,7 @@ namespace patroxy::proxy {
 /// One listener's sessions to one member, summed over workers.
 struct member_totals {
     std::uint64_t current = 0;
+    std::uint64_t peak = 0;
     std::uint64_t total = 0;
     std::uint64_t connect_errors = 0;
     std::uint64_t bytes_in = 0;

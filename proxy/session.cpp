@@ -217,6 +217,8 @@ void session::on_connect(error_code ec) {
     auto& mc = owner_.counters().member(listener_, *member_);
     bump(mc.current);
     bump(mc.total);
+    auto& slot = owner_.slots(listener_).members[*member_];
+    count_in(slot.active, slot.peak);
     member_counted_ = true;
     deadline_.cancel();
     // Forward the first packet (and anything the client already sent after it).
@@ -252,7 +254,7 @@ void session::on_first_forwarded(error_code ec, std::size_t n) {
     if (ec) {
         return close(close_reason::server_abort, ec.message());
     }
-    bytes_[from_client] += n;
+    count_bytes(from_client, n);
     start_relay();
 }
 
@@ -321,19 +323,10 @@ void session::on_written(side s, error_code ec, std::size_t n) {
         // The write went to the other side: its failure is the other side's abort.
         return close(abort_reason(s == from_client ? from_server : from_client), ec.message());
     }
-    bytes_[s] += n;
+    count_bytes(s, n);
     if (s == from_server && !first_.empty()) {
         first_.clear();
         first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
-    }
-    auto& lc = owner_.counters().listener(listener_);
-    auto& mc = owner_.counters().member(listener_, *member_);
-    if (s == from_client) {
-        bump(lc.bytes_in, n);
-        bump(mc.bytes_in, n);
-    } else {
-        bump(lc.bytes_out, n);
-        bump(mc.bytes_out, n);
     }
     try_read(s);
 }
@@ -351,13 +344,31 @@ void session::retry_unanswered(std::string_view why) {
     client_.cancel(ignored);
     server_.close(ignored);
     if (member_counted_) {
-        drop(owner_.counters().member(listener_, *member_).current);
-        member_counted_ = false;
+        uncount_member();
     }
     bytes_ = {0, 0};
     eof_ = {false, false};
     phase_ = phase::connecting;  // pending relay handlers see they are stale
     on_connect_failed(why);
+}
+
+void session::count_bytes(side s, std::size_t n) {
+    bytes_[s] += n;
+    auto& lc = owner_.counters().listener(listener_);
+    auto& mc = owner_.counters().member(listener_, *member_);
+    if (s == from_client) {
+        bump(lc.bytes_in, n);
+        bump(mc.bytes_in, n);
+    } else {
+        bump(lc.bytes_out, n);
+        bump(mc.bytes_out, n);
+    }
+}
+
+void session::uncount_member() {
+    drop(owner_.counters().member(listener_, *member_).current);
+    owner_.slots(listener_).members[*member_].active.fetch_sub(1, std::memory_order_relaxed);
+    member_counted_ = false;
 }
 
 // A reset once either side has finished sending is how many clients end a
@@ -544,7 +555,7 @@ void session::close(close_reason why, std::string_view detail) {
     drop(lc.current);
     bump(lc.closed[static_cast<std::size_t>(why)]);
     if (member_counted_) {
-        drop(owner_.counters().member(listener_, *member_).current);
+        uncount_member();
     }
     if (counted_) {
         owner_.slots(listener_).active.fetch_sub(1, std::memory_order_relaxed);

@@ -73,6 +73,8 @@ private:
     void end_of_stream(side s);
     close_reason abort_reason(side s) const;
     bool unanswered(side s) const;
+    void uncount_member();
+    void count_bytes(side s, std::size_t n);
     void retry_unanswered(std::string_view why);
     void arm_idle_check();
     // refusing and cancelling

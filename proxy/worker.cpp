@@ -94,10 +94,7 @@ void worker::on_accept(std::size_t listener, error_code ec, tcp::socket socket) 
         });
         return;
     }
-    const int active = slots_[listener].active.fetch_add(1, std::memory_order_relaxed) + 1;
-    for (int peak = slots_[listener].peak.load(std::memory_order_relaxed);
-         active > peak && !slots_[listener].peak.compare_exchange_weak(peak, active, std::memory_order_relaxed);) {
-    }
+    const int active = count_in(slots_[listener].active, slots_[listener].peak);
     auto s = std::make_shared<session>(*this, listener, std::move(socket));
     s->start(active > cfg_.listeners[listener].maxconn);
     do_accept(listener);

@@ -28,7 +28,22 @@ struct listener_slots {
     std::atomic<int> active{0};
     std::atomic<int> peak{0};   ///< highest `active` seen, for the stats page
     std::atomic<std::size_t> cursor{0};
+    /// Per member: sessions open now across workers, and the most at once.
+    struct member_slot {
+        std::atomic<int> active{0};
+        std::atomic<int> peak{0};
+    };
+    std::unique_ptr<member_slot[]> members;
 };
+
+/// Adds one to `active` and raises `peak` to match; returns the new count.
+inline int count_in(std::atomic<int>& active, std::atomic<int>& peak) {
+    const int now = active.fetch_add(1, std::memory_order_relaxed) + 1;
+    for (int seen = peak.load(std::memory_order_relaxed);
+         now > seen && !peak.compare_exchange_weak(seen, now, std::memory_order_relaxed);) {
+    }
+    return now;
+}
 
 class worker {
 public:

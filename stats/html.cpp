@@ -111,7 +111,7 @@ std::string render_html(const status& s) {
     o << "<h2>Members</h2><div class=\"card\"><table id=\"members\"><tr><th>member</th><th>address</th><th>role</th>"
       << "<th>state</th><th>check</th><th>last check</th><th>lag</th><th>TL</th><th>tags</th>";
     for (const auto& l : j["listeners"]) {
-        o << "<th>" << text(l["name"]) << " (" << text(l["role"]) << ")</th><th>sessions cur/total</th>";
+        o << "<th>" << text(l["name"]) << " (" << text(l["role"]) << ")</th><th>sessions cur/max/total</th>";
     }
     o << "<th>bytes in/out</th><th>connect errors</th><th>changed</th><th>downtime</th></tr>";
     for (const auto& m : j["members"]) {
@@ -139,7 +139,8 @@ std::string render_html(const status& s) {
             const auto& ml = m["listeners"][l["name"].get<std::string>()];
             const bool routing = ml["role"].get<std::string>().rfind("routing", 0) == 0;
             o << "<td class=\"" << (routing ? "up" : "muted") << "\">" << text(ml["role"]) << "</td><td class=\"n\">"
-              << text(ml["sessions_current"]) << " / " << text(ml["sessions_total"]) << "</td>";
+              << text(ml["sessions_current"]) << " / " << text(ml["sessions_max"]) << " / " << text(ml["sessions_total"])
+              << "</td>";
             in += ml["bytes_in_total"].get<std::uint64_t>();
             out += ml["bytes_out_total"].get<std::uint64_t>();
             errors += ml["connect_errors_total"].get<std::uint64_t>();

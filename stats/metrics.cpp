@@ -79,6 +79,7 @@ std::string render_metrics(const status& s) {
     auto& bytes_in = counter("patroxy_listener_bytes_in_total", "Bytes from clients to members");
     auto& bytes_out = counter("patroxy_listener_bytes_out_total", "Bytes from members to clients");
     auto& backend_sessions = gauge("patroxy_backend_sessions", "Sessions open now, by member");
+    auto& backend_max = gauge("patroxy_backend_sessions_max", "Most sessions open at once, by member");
     auto& backend_total = counter("patroxy_backend_sessions_total", "Sessions routed, by member");
     auto& backend_errors = counter("patroxy_backend_connect_errors_total", "Failed connects, by member");
     auto& backend_in = counter("patroxy_backend_bytes_in_total", "Bytes from clients to the member");
@@ -106,6 +107,7 @@ std::string render_metrics(const status& s) {
             with_member["member"] = cfg.members[m].name;
             const auto& mc = c.members[m];
             backend_sessions.Add(with_member).Set(static_cast<double>(mc.current));
+            backend_max.Add(with_member).Set(static_cast<double>(mc.peak));
             backend_total.Add(with_member).Increment(static_cast<double>(mc.total));
             backend_errors.Add(with_member).Increment(static_cast<double>(mc.connect_errors));
             backend_in.Add(with_member).Increment(static_cast<double>(mc.bytes_in));

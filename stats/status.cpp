@@ -141,6 +141,7 @@ json to_json(const status& s) {
             member["listeners"][cfg.listeners[l].name] = {
                 {"role", role_on_listener(s, l, i)},
                 {"sessions_current", c.current},
+                {"sessions_max", c.peak},
                 {"sessions_total", c.total},
                 {"connect_errors_total", c.connect_errors},
                 {"bytes_in_total", c.bytes_in},

@@ -19,4 +19,11 @@ rm -f "$bad"
 [[ $out == *"$bad:3:16: health.fall: expected an integer from 1 to 100, got '0'"* ]] || fail "second problem not reported: $out"
 "$patroxy" --no-such-option >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] || fail "an unknown option exited $rc, not 2"
+# The Prometheus scrape example is a valid scrape_configs block.
+if command -v promtool >/dev/null; then
+    scrape=$(mktemp)
+    { echo 'global: {}'; cat "$here/deploy/grafana/prometheus-scrape.yml"; } > "$scrape"
+    promtool check config "$scrape" >/dev/null 2>&1 || fail "deploy/grafana/prometheus-scrape.yml is not valid"
+    rm -f "$scrape"
+fi
 echo "cli ok"

@@ -136,10 +136,26 @@ TEST_CASE("the write port reaches the leader and the read port round-robins over
     proxy_under_test p(config_for(members));
     REQUIRE(p.wait_for_leader(0u));
     REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
-    for (int i = 0; i < 4; ++i) {
+    {
+        // Two at once, then two more: the counters sum over both workers.
+        raw_client a(p.port(0));
+        raw_client b(p.port(0));
+        CHECK(a.startup().server_name == "pg0");
+        CHECK(b.startup().server_name == "pg0");
+    }
+    REQUIRE(eventually([&] { return p.server().totals()[0].current == 0; }));
+    for (int i = 0; i < 2; ++i) {
         raw_client c(p.port(0));
         CHECK(c.startup().server_name == "pg0");
     }
+    REQUIRE(eventually([&] { return p.server().totals()[0].current == 0; }));
+    const auto totals = p.server().totals();
+    CHECK(totals[0].accepted == 4);
+    CHECK(totals[0].members[0].total == 4);
+    CHECK(totals[0].members[0].peak == 2);
+    CHECK(totals[0].peak == 2);
+    CHECK(totals[0].closed[static_cast<std::size_t>(proxy::close_reason::done)] == 4);
+    CHECK(totals[0].bytes_in > 0);
     // Strictly in turn, across both workers.
     std::vector<std::string> order;
     for (int i = 0; i < 8; ++i) {

@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <regex>
+
 using namespace patroxy;
 using namespace std::chrono_literals;
 
@@ -133,4 +136,27 @@ TEST_CASE("/health is 200 with a leader and 503 without; auth guards everything 
     CHECK(ok.content_type == "application/json");
     CHECK(server.handle("GET", "/nope", "Basic YWRtaW46c2VjcmV0").status == 404);
     CHECK(server.handle("POST", "/", "Basic YWRtaW46c2VjcmV0").status == 405);
+}
+
+TEST_CASE("every metric the Grafana dashboard queries is one patroxy exports", "[stats]") {
+    std::ifstream in(PATROXY_SOURCE_DIR "/deploy/grafana/patroxy-dashboard.json");
+    REQUIRE(in);
+    const auto dashboard = nlohmann::json::parse(in);
+    fixture f;
+    const auto exported = stats::render_metrics(f.s);
+    const std::regex metric("patroxy_[a-z_]+");
+    int seen = 0;
+    for (const auto& panel : dashboard["panels"]) {
+        for (const auto& target : panel["targets"]) {
+            const auto expr = target["expr"].get<std::string>();
+            for (std::sregex_iterator it(expr.begin(), expr.end(), metric), end; it != end; ++it) {
+                INFO(panel["title"] << ": " << it->str());
+                const bool labelled = exported.find("\n" + it->str() + "{") != std::string::npos;
+                const bool bare = exported.find("\n" + it->str() + " ") != std::string::npos;
+                CHECK((labelled || bare));
+                ++seen;
+            }
+        }
+    }
+    CHECK(seen >= 15);
 }
