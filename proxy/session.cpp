@@ -103,16 +103,8 @@ void session::on_first_packet(protocol::first_packet packet, std::size_t consume
     }
     if (phase_ == phase::refusing) {
         // We declined encryption while refusing; now the client speaks plaintext.
-        if (asks_encryption && ++declines_ <= 2) {
-            first_.clear();
-            net::async_write(client_, net::buffer(&protocol::decline_encryption, 1),
-                             [self = shared_from_this()](error_code ec, std::size_t) {
-                                 if (ec) {
-                                     return self->close(self->refusal_, "client left during refusal");
-                                 }
-                                 self->do_read_first();
-                             });
-            return;
+        if (asks_encryption && declines_ < 3) {
+            return decline_encryption();  // libpq may try GSSENC, then SSL
         }
         return send_refusal();
     }
@@ -173,6 +165,14 @@ void session::on_topology() {
     case phase::holding:
         return route();
     case phase::connecting:
+        // Nothing was said to the client yet: route it afresh. The pending
+        // connect's handler finds the phase or attempt moved on and stops.
+        if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
+            error_code ignored;
+            server_.close(ignored);
+            route();
+        }
+        return;
     case phase::relaying:
         if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
             close(close_reason::backend_down, "member lost its role");
@@ -430,18 +430,22 @@ void session::refuse(close_reason why, std::string_view sqlstate, std::string me
         // Decline encryption, read the plaintext StartupMessage, then answer it
         // with the error: libpq shows that message (or falls back, per sslmode).
         arm(owner_.config().timeouts.startup, why);
-        first_.clear();
-        ++declines_;
-        net::async_write(client_, net::buffer(&protocol::decline_encryption, 1),
-                         [self = shared_from_this()](error_code ec, std::size_t) {
-                             if (ec) {
-                                 return self->close(self->refusal_, "client left during refusal");
-                             }
-                             self->do_read_first();
-                         });
-        return;
+        return decline_encryption();
     }
     send_refusal();
+}
+
+// Answers 'N' to an SSL/GSS request and reads the client's next packet.
+void session::decline_encryption() {
+    first_.clear();
+    ++declines_;
+    net::async_write(client_, net::buffer(&protocol::decline_encryption, 1),
+                     [self = shared_from_this()](error_code ec, std::size_t) {
+                         if (ec) {
+                             return self->close(self->refusal_, "client left during refusal");
+                         }
+                         self->do_read_first();
+                     });
 }
 
 void session::send_refusal() {

@@ -80,6 +80,7 @@ private:
     // refusing and cancelling
     void refuse(close_reason why, std::string_view sqlstate, std::string message);
     void send_refusal();
+    void decline_encryption();
     void forward_cancel();
     void on_cancel_connected(error_code ec);
     void next_cancel_target();
