@@ -280,3 +280,41 @@ TEST_CASE("status.json and metrics follow a switchover, and promtool accepts the
     std::remove(file.c_str());
     REQUIRE(lab("wait-healthy 60").first == 0);
 }
+
+TEST_CASE("TLS is relayed end to end through both ports (sslmode=require)", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    for (const auto& info : {px.write_conninfo("sslmode=require"), px.read_conninfo("sslmode=require")}) {
+        pg_connection c(info);
+        INFO(c.error());
+        REQUIRE(c.ok());
+        CHECK(PQsslInUse(c.raw()) == 1);
+        CHECK(c.scalar("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == std::optional<std::string>("true"));
+    }
+    // Session logs name TLS sessions by their first packet, not by user.
+    CHECK(px.log().find("first=ssl_request") != std::string::npos);
+}
+
+TEST_CASE("with no leader to route to, libpq shows patroxy's FATAL 57P03, plaintext and with sslmode=prefer", "[cluster]") {
+    const auto [rc, leader] = lab("leader");
+    REQUIRE(rc == 0);
+    std::string replica;
+    for (const auto* m : {"pg0", "pg1", "pg2"}) {
+        if (m != leader) {
+            replica = m;
+            break;
+        }
+    }
+    // A write listener that may only use a replica: it never has a leader.
+    patroxy_process px("timeouts: {wait_for_backend: 500ms}\n", patroxy_ports{},
+                       "listeners:\n  - {name: master, role: write, bind: 127.0.0.1, port: 15000, members: [" + replica + "]}\n");
+    REQUIRE(poll_until([&] { return http_get(17000, "/status.json").status == 200; }, 10s));
+    for (const auto* mode : {"sslmode=disable", "sslmode=prefer"}) {
+        pg_connection c(px.write_conninfo(mode));
+        INFO(mode);
+        CHECK(!c.ok());
+        CHECK(c.error().find("FATAL:  patroxy: no leader available for listener 'master' after waiting 500ms") !=
+              std::string::npos);
+        CHECK(c.error().find("server closed the connection unexpectedly") == std::string::npos);
+    }
+}

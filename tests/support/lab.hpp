@@ -146,7 +146,9 @@ class patroxy_process {
 public:
     using ports = patroxy_ports;
 
-    explicit patroxy_process(const std::string& extra_yaml = "", ports p = ports{}) : ports_(p) {
+    /// `listeners_yaml` replaces the default write/read listeners when set.
+    explicit patroxy_process(const std::string& extra_yaml = "", ports p = ports{}, const std::string& listeners_yaml = "")
+        : ports_(p) {
         const auto env = lab_env();
         dir_ = "/tmp/patroxy-test-" + std::to_string(::getpid());
         std::system(("mkdir -p " + dir_).c_str());
@@ -160,10 +162,14 @@ public:
             cfg << "  - {name: pg" << i << ", host: 127.0.0.1, port: " << pg + i << ", api: \"http://127.0.0.1:"
                 << api + i << "\"}\n";
         }
-        cfg << "listeners:\n"
-            << "  - {name: master, role: write, bind: 127.0.0.1, port: " << p.write << "}\n"
-            << "  - {name: replicas, role: read, bind: 127.0.0.1, port: " << p.read << "}\n"
-            << "stats: {bind: 127.0.0.1, port: " << p.stats << "}\n"
+        if (listeners_yaml.empty()) {
+            cfg << "listeners:\n"
+                << "  - {name: master, role: write, bind: 127.0.0.1, port: " << p.write << "}\n"
+                << "  - {name: replicas, role: read, bind: 127.0.0.1, port: " << p.read << "}\n";
+        } else {
+            cfg << listeners_yaml;
+        }
+        cfg << "stats: {bind: 127.0.0.1, port: " << p.stats << "}\n"
             << extra_yaml;
         cfg.close();
         pid_ = ::fork();
