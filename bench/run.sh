@@ -61,7 +61,7 @@ open(sys.argv[2], "w").write(text)
 EOF
 haproxy -f "$out/haproxy.cfg" -db </dev/null >"$out/haproxy.log" 2>&1 &
 ha_pid=$!
-trap 'kill $px_pid $ha_pid 2>/dev/null; wait $px_pid $ha_pid 2>/dev/null' EXIT
+trap 'kill $px_pid $ha_pid 2>/dev/null; wait $px_pid $ha_pid 2>/dev/null || true' EXIT
 
 # HAProxy marks servers UP before their first check: wait until its CSV shows
 # exactly one leader UP on master and two replicas UP on replicas, checked.

@@ -8,15 +8,15 @@
 namespace patroxy::health {
 namespace {
 constexpr std::size_t max_body = 256 * 1024;  // a /patroni answer is ~1 KiB; refuse anything absurd
+}  // namespace
 
-std::string basic_auth_header(const conf::basic_auth& a) {
+std::string basic_auth_header(const conf::basic_auth& auth) {
     namespace b64 = beast::detail::base64;
-    const auto plain = a.username + ":" + a.password;
+    const auto plain = auth.username + ":" + auth.password;
     std::string out(b64::encoded_size(plain.size()), '\0');
     out.resize(b64::encode(out.data(), plain.data(), plain.size()));
     return "Basic " + out;
 }
-}  // namespace
 
 patroni_client::patroni_client(net::io_context& ioc, const conf::member_config& member,
                                std::chrono::milliseconds timeout, on_result callback)

@@ -25,6 +25,9 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
+/// "Basic base64(user:password)", for an Authorization header.
+std::string basic_auth_header(const conf::basic_auth& auth);
+
 class patroni_client : public std::enable_shared_from_this<patroni_client> {
 public:
     /// Called with each result; returns how long to wait before the next check.

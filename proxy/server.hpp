@@ -55,10 +55,13 @@ public:
 
     const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
     std::size_t worker_count() const { return workers_.size(); }
+    /// Cancel keys known now (sessions whose startup answer was plaintext).
+    std::size_t known_cancel_keys() const { return cancels_.size(); }
 
 private:
     const conf::config& cfg_;
     std::vector<listener_slots> slots_;
+    cancel_registry cancels_;
     std::vector<std::unique_ptr<worker>> workers_;
 };
 

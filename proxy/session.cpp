@@ -262,6 +262,10 @@ void session::on_first_forwarded(error_code ec, std::size_t n) {
 
 void session::start_relay() {
     phase_ = phase::relaying;
+    using protocol::first_kind;
+    const auto kind = packet_->kind;
+    scanning_ = kind == first_kind::startup || kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
+    awaiting_encryption_answer_ = kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
     error_code ignored;
     client_.non_blocking(true, ignored);
     server_.non_blocking(true, ignored);
@@ -294,6 +298,9 @@ void session::try_read(side s) {
         return close(abort_reason(s), ec.message());
     }
     last_read_[s] = clock::now();
+    if (s == from_server && scanning_) {
+        scan_startup_answer(lease.data(), n);
+    }
     in_flight_[s] = std::move(lease);
     net::async_write(to(s), net::buffer(in_flight_[s].data(), n),
                      [self = shared_from_this(), s](error_code wec, std::size_t written) {
@@ -329,6 +336,47 @@ void session::on_written(side s, error_code ec, std::size_t n) {
         first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
     }
     try_read(s);
+}
+
+// Reads (never changes) the member's startup answer until ReadyForQuery to
+// learn the session's cancel key. Bytes may split messages anywhere.
+void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
+    if (awaiting_encryption_answer_ && n > 0) {
+        awaiting_encryption_answer_ = false;
+        if (data[0] != 'N') {
+            scanning_ = false;  // 'S' or 'G': encrypted from here on, nothing to read
+            return;
+        }
+        ++data;
+        --n;
+    }
+    startup_answer_.insert(startup_answer_.end(), data, data + n);
+    std::size_t at = 0;
+    while (scanning_) {
+        const auto d = protocol::decode_server_message(protocol::bytes(startup_answer_).subspan(at));
+        if (d.st == protocol::status::need_more) {
+            break;
+        }
+        if (d.st == protocol::status::bad) {
+            PATROXY_LOG(debug, "session") << "client=" << client_text_ << " unreadable startup answer: " << d.why;
+            scanning_ = false;
+            break;
+        }
+        at += d.consumed;
+        if (d.value.kind == protocol::server_kind::backend_key_data && !key_) {
+            key_ = d.value.key;
+            owner_.cancels().add(*key_, *member_);
+        } else if (d.value.kind == protocol::server_kind::ready_for_query ||
+                   d.value.kind == protocol::server_kind::error_response) {
+            scanning_ = false;
+        }
+    }
+    if (scanning_) {
+        startup_answer_.erase(startup_answer_.begin(), startup_answer_.begin() + static_cast<std::ptrdiff_t>(at));
+    } else {
+        startup_answer_.clear();
+        startup_answer_.shrink_to_fit();
+    }
 }
 
 // The member went away before saying a word (a PostgreSQL that is shutting
@@ -465,7 +513,9 @@ void session::forward_cancel() {
     phase_ = phase::cancelling;
     const auto& topo = owner_.topology();
     const auto& l = listener();
-    if (l.role == conf::listener_role::write) {
+    if (const auto owner = owner_.cancels().owner(packet_->cancel)) {
+        cancel_targets_.push_back(*owner);  // a plaintext session told us whose key it is
+    } else if (l.role == conf::listener_role::write) {
         if (topo.leader) {
             cancel_targets_.push_back(*topo.leader);
         }
@@ -555,6 +605,9 @@ void session::close(close_reason why, std::string_view detail) {
     client_.close(ignored);
     server_.close(ignored);
     owner_.remove(this);
+    if (key_) {
+        owner_.cancels().remove(*key_);
+    }
     auto& lc = owner_.counters().listener(listener_);
     drop(lc.current);
     bump(lc.closed[static_cast<std::size_t>(why)]);

@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "protocol/first_packet.hpp"
+#include "protocol/server_message.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/close_reason.hpp"
 
@@ -72,6 +73,7 @@ private:
     void on_written(side s, error_code ec, std::size_t n);
     void end_of_stream(side s);
     close_reason abort_reason(side s) const;
+    void scan_startup_answer(const std::uint8_t* data, std::size_t n);
     bool unanswered(side s) const;
     void uncount_member();
     void count_bytes(side s, std::size_t n);
@@ -123,7 +125,14 @@ private:
     std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
     std::array<std::uint64_t, 2> bytes_{0, 0};
 
-    std::vector<std::size_t> cancel_targets_;   ///< CancelRequest fan-out
+    // Reading the member's plaintext startup answer for its BackendKeyData,
+    // until ReadyForQuery; nothing is parsed after that.
+    bool scanning_ = false;
+    bool awaiting_encryption_answer_ = false;  ///< SSL/GSS request: 'N' means plaintext follows
+    std::vector<std::uint8_t> startup_answer_;
+    std::optional<protocol::cancel_key> key_;  ///< registered with the worker's cancel registry
+
+    std::vector<std::size_t> cancel_targets_;   ///< CancelRequest: the key's owner, else every candidate
     std::size_t cancel_next_ = 0;
     std::string client_text_;
 };

@@ -7,6 +7,7 @@
 #include "conf/config.hpp"
 #include "health/topology.hpp"
 #include "proxy/buffer_pool.hpp"
+#include "proxy/cancel_registry.hpp"
 #include "proxy/counters.hpp"
 #include "proxy/session.hpp"
 
@@ -47,7 +48,8 @@ inline int count_in(std::atomic<int>& active, std::atomic<int>& peak) {
 
 class worker {
 public:
-    worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots, health::topology_ptr initial);
+    worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
+           health::topology_ptr initial);
     ~worker();
     worker(const worker&) = delete;
     worker& operator=(const worker&) = delete;
@@ -76,6 +78,7 @@ public:
     buffer_pool& buffers() { return buffers_; }
     worker_counters& counters() { return counters_; }
     listener_slots& slots(std::size_t listener) { return slots_[listener]; }
+    cancel_registry& cancels() { return cancels_; }
     const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
     bool accepting() const { return accepting_; }
     void add(session* s);
@@ -89,6 +92,7 @@ private:
     std::size_t id_;
     const conf::config& cfg_;
     std::vector<listener_slots>& slots_;
+    cancel_registry& cancels_;
     // Declared before ioc_ so they outlive it: destroying ioc_ destroys the
     // sessions its pending handlers hold, and those return buffers and leave
     // the set on the way out.

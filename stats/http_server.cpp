@@ -1,9 +1,9 @@
 #include "stats/http_server.hpp"
 
 #include "app/log.hpp"
+#include "health/patroni_client.hpp"
 
 #include <boost/beast/core.hpp>
-#include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/http.hpp>
 
 namespace patroxy::stats {
@@ -60,14 +60,6 @@ private:
     http::response<http::string_body> response_;
 };
 
-std::string basic(const conf::basic_auth& a) {
-    namespace b64 = beast::detail::base64;
-    const auto plain = a.username + ":" + a.password;
-    std::string out(b64::encoded_size(plain.size()), '\0');
-    out.resize(b64::encode(out.data(), plain.data(), plain.size()));
-    return "Basic " + out;
-}
-
 }  // namespace
 
 http_server::http_server(net::io_context& ioc, const conf::stats_config& cfg, collector collect)
@@ -89,7 +81,7 @@ http_server::http_server(net::io_context& ioc, const conf::stats_config& cfg, co
                                  ec.message());
     }
     if (cfg.auth) {
-        expected_auth_ = basic(*cfg.auth);
+        expected_auth_ = health::basic_auth_header(*cfg.auth);
     }
 }
 

@@ -318,3 +318,38 @@ TEST_CASE("with no leader to route to, libpq shows patroxy's FATAL 57P03, plaint
         CHECK(c.error().find("server closed the connection unexpectedly") == std::string::npos);
     }
 }
+
+TEST_CASE("PQcancel through the read port cancels pg_sleep within 1 s on each replica in turn", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.read_conninfo());
+        return c.ok();
+    }, 10s));
+    std::set<int> replicas;
+    for (int i = 0; i < 4; ++i) {
+        pg_connection c(px.read_conninfo());
+        REQUIRE(c.ok());
+        replicas.insert(which_member(c)->port);
+        REQUIRE(PQsendQuery(c.raw(), "SELECT pg_sleep(30)") == 1);
+        std::this_thread::sleep_for(200ms);  // the query is running on the replica
+        PGcancel* cancel = PQgetCancel(c.raw());
+        char error[256] = {};
+        const auto sent = std::chrono::steady_clock::now();
+        REQUIRE(PQcancel(cancel, error, sizeof error) == 1);
+        PQfreeCancel(cancel);
+        std::string sqlstate;
+        while (PGresult* res = PQgetResult(c.raw())) {
+            if (const char* st = PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+                sqlstate = st;
+            }
+            PQclear(res);
+        }
+        const auto took = std::chrono::steady_clock::now() - sent;
+        INFO("session " << i << ": " << error);
+        CHECK(sqlstate == "57014");
+        CHECK(took < 1s);
+    }
+    CHECK(replicas.size() == 2);
+    CHECK(px.log().find("first=cancel_request") != std::string::npos);
+}

@@ -321,7 +321,34 @@ TEST_CASE("a malformed first packet closes only its own session", "[proxy][compo
     CHECK(good.read_byte() == std::uint8_t{'x'});
 }
 
-TEST_CASE("a CancelRequest on the read port reaches every replica", "[proxy][component]") {
+TEST_CASE("a CancelRequest goes only to the member that issued the key while its session lives", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    std::optional<raw_client> session(std::in_place, p.port(1));
+    const auto r = session->startup();
+    REQUIRE(r.ready);
+    REQUIRE(!r.key_secret.empty());
+    const auto owner = std::stoi(r.server_name.substr(2));
+    const auto other = owner == 1 ? 2 : 1;
+    REQUIRE(eventually([&] { return p.server().known_cancel_keys() == 1; }));
+    {
+        raw_client cancel(p.port(0));  // on the write port: the key still finds its replica
+        cancel.send(make_cancel(r.key_pid, r.key_secret));
+        CHECK(cancel.closed_by_peer());
+    }
+    CHECK(eventually([&] { return members[owner]->pg->cancels().size() == 1; }));
+    const protocol::cancel_key key{r.key_pid, r.key_secret};
+    CHECK(members[owner]->pg->cancels().front() == key);
+    std::this_thread::sleep_for(100ms);
+    CHECK(members[other]->pg->cancels().empty());
+    CHECK(members[0]->pg->cancels().empty());
+    // Once the session ends its key is forgotten: a cancel with it fans out.
+    session.reset();
+    REQUIRE(eventually([&] { return p.server().known_cancel_keys() == 0; }));
+}
+
+TEST_CASE("a CancelRequest with an unknown key on the read port reaches every replica", "[proxy][component]") {
     auto members = cluster({"master", "replica", "replica"});
     proxy_under_test p(config_for(members));
     REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));

@@ -10,7 +10,7 @@ sed -e 's/port: 5000}/port: 15000}/' -e 's/port: 5001}/port: 15001}/' -e 's/port
     "$here/lab/patroxy.yml" > "$work/patroxy.yml"
 "$patroxy" -c "$work/patroxy.yml" 2> "$work/patroxy.log" &
 px=$!
-trap 'kill $px 2>/dev/null; wait $px 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $px 2>/dev/null; wait $px 2>/dev/null || true; rm -rf "$work"' EXIT
 export PGPASSWORD=$LAB_SUPERUSER_PASSWORD PGUSER=$LAB_SUPERUSER PGHOST=127.0.0.1 PGDATABASE=$LAB_DATABASE PGSSLMODE=disable
 for i in $(seq 100); do psql -X -q -p 15000 -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 

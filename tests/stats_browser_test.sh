@@ -13,7 +13,7 @@ sed -e 's/port: 5000}/port: 15000}/' -e 's/port: 5001}/port: 15001}/' -e 's/port
     "$here/lab/patroxy.yml" > "$work/patroxy.yml"
 "$patroxy" -c "$work/patroxy.yml" </dev/null >/dev/null 2>"$work/patroxy.log" &
 px=$!
-trap 'kill $px 2>/dev/null; wait $px 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $px 2>/dev/null; wait $px 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fsS http://127.0.0.1:17000/health >/dev/null 2>&1 && break; sleep 0.1; done
 leader=$("$here/lab/cluster.sh" leader)
 browser=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking

@@ -15,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace patroxy::testing {
 
@@ -26,6 +27,8 @@ struct startup_outcome {
     std::string message;         ///< ErrorResponse 'M'
     std::string severity;        ///< ErrorResponse 'S'
     bool closed = false;         ///< the connection ended without either
+    std::uint32_t key_pid = 0;   ///< BackendKeyData
+    std::vector<std::uint8_t> key_secret;
 };
 
 class raw_client {
@@ -90,7 +93,11 @@ public:
                 out.closed = true;
                 return out;
             }
-            if (header[0] == 'S' && body.rfind("server_name", 0) == 0) {
+            if (header[0] == 'K' && body.size() >= 8) {
+                const auto* b = reinterpret_cast<const std::uint8_t*>(body.data());
+                out.key_pid = (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) | b[3];
+                out.key_secret.assign(b + 4, b + body.size());
+            } else if (header[0] == 'S' && body.rfind("server_name", 0) == 0) {
                 out.server_name = body.substr(12, body.find('\0', 12) - 12);
             } else if (header[0] == 'E') {
                 for (std::size_t at = 0; at < body.size() && body[at] != '\0';) {
