@@ -5,10 +5,13 @@
 #include "health/patroni_client.hpp"
 #include "support/http_get.hpp"
 #include "support/lab.hpp"
+#include "support/raw_client.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <catch2/catch.hpp>
+
+#include <sys/resource.h>
 
 #include <future>
 #include <map>
@@ -352,4 +355,35 @@ TEST_CASE("PQcancel through the read port cancels pg_sleep within 1 s on each re
     }
     CHECK(replicas.size() == 2);
     CHECK(px.log().find("first=cancel_request") != std::string::npos);
+}
+
+TEST_CASE("1,000 slowloris connections are closed by the startup timeout while real sessions go on", "[cluster]") {
+    rlimit lim{};
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, 4096);
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    patroxy_process px("timeouts: {startup: 2s}\n");
+    REQUIRE(px.wait_ready());
+    std::vector<std::unique_ptr<raw_client>> slow;
+    for (int i = 0; i < 1000; ++i) {
+        slow.push_back(std::make_unique<raw_client>(static_cast<std::uint16_t>(px.port_numbers().read), 10s));
+        slow.back()->send({0, 0, 0});  // three bytes of a length, then nothing
+    }
+    // The port keeps serving while they dangle.
+    for (int i = 0; i < 20; ++i) {
+        pg_connection c(px.read_conninfo());
+        REQUIRE(c.ok());
+        CHECK(c.scalar("SELECT count(*) FROM pg_class").has_value());
+    }
+    int closed = 0;
+    for (auto& s : slow) {
+        closed += s->closed_by_peer() ? 1 : 0;  // each recv waits at most 10 s
+    }
+    CHECK(closed == 1000);
+    const auto log = px.log();
+    std::size_t timeouts = 0;
+    for (auto at = log.find("reason=startup_timeout"); at != std::string::npos; at = log.find("reason=startup_timeout", at + 1)) {
+        ++timeouts;
+    }
+    CHECK(timeouts == 1000);
 }
