@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pgbench through patroxy on the lab cluster: select-only through the read
-# port and TPC-B-like through the write port, both without a single error.
+# port and TPC-B-like through the write port, both without a single error;
+# then psql and pgbench with sslmode=require through both ports.
 set -euo pipefail
 patroxy=${1:?path to the patroxy binary}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,4 +23,10 @@ check() {  # check NAME OUTPUT: pgbench finished every transaction without failu
 pgbench -i -s 5 -q -p 15000 >/dev/null 2>&1
 check "select-only :15001" "$(pgbench -n -S -c 8 -j 2 -T 10 -p 15001 2>&1)"
 check "tpc-b :15000" "$(pgbench -c 8 -j 2 -T 10 -p 15000 2>&1)"
+# TLS end to end through both ports: psql and pgbench with sslmode=require.
+for port in 15000 15001; do
+    ssl=$(PGSSLMODE=require psql -X -At -p $port -c 'select ssl from pg_stat_ssl where pid = pg_backend_pid()')
+    [ "$ssl" = t ] || { echo "FAIL: psql with sslmode=require through :$port is not encrypted ($ssl)" >&2; exit 1; }
+    check "select-only sslmode=require :$port" "$(PGSSLMODE=require pgbench -n -S -c 4 -j 2 -T 5 -p $port 2>&1)"
+done
 echo "pgbench through patroxy: no errors"
