@@ -298,6 +298,16 @@ void session::try_read(side s) {
         return close(abort_reason(s), ec.message());
     }
     last_read_[s] = clock::now();
+    if (s == from_server && unanswered(s) && packet_->kind == protocol::first_kind::startup) {
+        // A PostgreSQL that is shutting down or starting up answers FATAL 57P03
+        // before Patroni reports the change. The client has seen nothing yet,
+        // so it can wait for another member like after a refused connect.
+        const auto d = protocol::decode_server_message({lease.data(), n});
+        if (d.st == protocol::status::complete && d.value.kind == protocol::server_kind::error_response &&
+            d.value.sqlstate == protocol::sqlstate::cannot_connect_now) {
+            return retry_unanswered("answered 57P03: " + d.value.message);
+        }
+    }
     if (s == from_server && scanning_) {
         scan_startup_answer(lease.data(), n);
     }

@@ -4,6 +4,7 @@
 #include "proxy/server.hpp"
 
 #include "bench/standin_backend.hpp"
+#include "protocol/error_response.hpp"
 #include "health/monitor.hpp"
 #include "support/fake_patroni.hpp"
 #include "support/raw_client.hpp"
@@ -441,4 +442,44 @@ TEST_CASE("reads skip lagging and noloadbalance replicas, and 'primary' leads li
     }
     raw_client w(p.port(0));
     CHECK(w.startup().server_name == "pg0");
+}
+
+TEST_CASE("a member answering FATAL 57P03 (shutting down) holds the client for the next leader", "[proxy][component]") {
+    // What PostgreSQL says while it stops, before Patroni reports the demotion.
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor stopping(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    std::vector<std::uint8_t> fatal;
+    protocol::encode_error_response(fatal, protocol::severity::fatal, "57P03", "the database system is shutting down");
+    std::atomic<int> answered{0};
+    std::function<void()> accept_one = [&] {
+        stopping.async_accept([&](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
+            if (ec) {
+                return;
+            }
+            auto sock = std::make_shared<boost::asio::ip::tcp::socket>(std::move(s));
+            auto buf = std::make_shared<std::array<std::uint8_t, 512>>();
+            sock->async_read_some(boost::asio::buffer(*buf), [&, sock, buf](boost::system::error_code rec, std::size_t) {
+                if (!rec) {
+                    ++answered;
+                    boost::asio::async_write(*sock, boost::asio::buffer(fatal), [sock](boost::system::error_code, std::size_t) {});
+                }
+            });
+            accept_one();
+        });
+    };
+    accept_one();
+    std::thread stopping_thread([&] { ioc.run_for(10s); });
+    auto members = cluster({"master", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = stopping.local_endpoint().port();
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    auto outcome = startup_in_background(p.port(0));
+    REQUIRE(eventually([&] { return answered >= 1; }));
+    CHECK(outcome.wait_for(300ms) == std::future_status::timeout);  // held, not shown the FATAL
+    members[0]->api.set_body(fake_patroni::answer("replica"));
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    check_routed_to(outcome, "pg1");
+    ioc.stop();
+    stopping_thread.join();
 }
