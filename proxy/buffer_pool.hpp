@@ -54,8 +54,6 @@ public:
         return {this, std::move(b)};
     }
 
-    std::size_t idle() const { return free_.size(); }
-
 private:
     void give_back(std::unique_ptr<buffer> b) {
         if (free_.size() < keep_) {

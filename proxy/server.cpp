@@ -43,7 +43,7 @@ server::server(const conf::config& cfg, health::topology_ptr initial) : cfg_(cfg
     }
     const auto n = proxy::worker_count(cfg);
     for (std::size_t i = 0; i < n; ++i) {
-        workers_.push_back(std::make_unique<worker>(i, cfg, slots_, cancels_, initial));
+        workers_.push_back(std::make_unique<worker>(cfg, slots_, cancels_, initial));
         workers_.back()->open_listeners();
     }
 }

@@ -107,7 +107,6 @@ private:
 
     std::vector<std::uint8_t> first_;        ///< first packet bytes, kept until the member answers
     std::optional<protocol::first_packet> packet_;
-    bool encryption_declined_ = false;       ///< we answered 'N' to an SSL/GSS request while refusing
     int declines_ = 0;
 
     std::optional<close_reason> refuse_on_first_;   ///< maxconn: refuse once the first packet is in

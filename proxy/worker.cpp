@@ -17,10 +17,9 @@ using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
 
 }  // namespace
 
-worker::worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
+worker::worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
                health::topology_ptr initial)
-    : id_(id),
-      cfg_(cfg),
+    : cfg_(cfg),
       slots_(slots),
       cancels_(cancels),
       counters_(cfg.listeners.size(), cfg.members.size()),

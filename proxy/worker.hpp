@@ -48,7 +48,7 @@ inline int count_in(std::atomic<int>& active, std::atomic<int>& peak) {
 
 class worker {
 public:
-    worker(std::size_t id, const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
+    worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
            health::topology_ptr initial);
     ~worker();
     worker(const worker&) = delete;
@@ -89,7 +89,6 @@ private:
     void on_accept(std::size_t listener, error_code ec, tcp::socket socket);
     void on_topology(health::topology_ptr t);
 
-    std::size_t id_;
     const conf::config& cfg_;
     std::vector<listener_slots>& slots_;
     cancel_registry& cancels_;

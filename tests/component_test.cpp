@@ -121,6 +121,48 @@ void check_routed_to(std::future<startup_outcome>& outcome, const std::string& m
     CHECK(r.server_name == member);
 }
 
+// A PostgreSQL that is stopping: it accepts, reads the startup, sends
+// `answer` (nothing: just closes; or its FATAL 57P03) and closes.
+class stopping_postgres {
+public:
+    explicit stopping_postgres(std::vector<std::uint8_t> answer = {}) : answer_(std::move(answer)) {
+        accept_one();
+        thread_ = std::thread([this] { ioc_.run_for(10s); });
+    }
+    ~stopping_postgres() {
+        ioc_.stop();
+        thread_.join();
+    }
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    int answered() const { return answered_; }
+
+private:
+    void accept_one() {
+        acceptor_.async_accept([this](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
+            if (ec) {
+                return;
+            }
+            auto sock = std::make_shared<boost::asio::ip::tcp::socket>(std::move(s));
+            auto buf = std::make_shared<std::array<std::uint8_t, 512>>();
+            sock->async_read_some(boost::asio::buffer(*buf), [this, sock, buf](boost::system::error_code rec, std::size_t) {
+                if (rec) {
+                    return;
+                }
+                ++answered_;
+                boost::asio::async_write(*sock, boost::asio::buffer(answer_),
+                                         [sock](boost::system::error_code, std::size_t) { sock->close(); });
+            });
+            accept_one();
+        });
+    }
+
+    std::vector<std::uint8_t> answer_;
+    boost::asio::io_context ioc_;
+    boost::asio::ip::tcp::acceptor acceptor_{ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+    std::atomic<int> answered_{0};
+    std::thread thread_;
+};
+
 std::vector<std::unique_ptr<fake_member>> cluster(std::initializer_list<std::string> roles) {
     std::vector<std::unique_ptr<fake_member>> out;
     int i = 0;
@@ -393,33 +435,17 @@ TEST_CASE("a leader that keeps refusing gets the client a 57P03 naming the failu
 }
 
 TEST_CASE("a member that closes before answering the startup is retried like a failed connect", "[proxy][component]") {
-    // A listener that accepts and closes at once: PostgreSQL while it shuts down.
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor closer(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    std::atomic<int> accepted{0};
-    std::function<void()> accept_one = [&] {
-        closer.async_accept([&](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
-            if (!ec) {
-                ++accepted;
-                s.close();
-                accept_one();
-            }
-        });
-    };
-    accept_one();
-    std::thread closer_thread([&] { ioc.run_for(10s); });
+    stopping_postgres closer;  // closes without a word
     auto members = cluster({"replica", "replica"});
     auto cfg = config_for(members);
-    cfg.members[0].port = closer.local_endpoint().port();
+    cfg.members[0].port = closer.port();
     proxy_under_test p(cfg);
     REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
     for (int i = 0; i < 4; ++i) {
         raw_client c(p.port(1));
         CHECK(c.startup().server_name == "pg1");
     }
-    CHECK(accepted >= 2);
-    ioc.stop();
-    closer_thread.join();
+    CHECK(closer.answered() >= 2);
 }
 
 TEST_CASE("reads skip lagging and noloadbalance replicas, and 'primary' leads like 'master'", "[proxy][component]") {
@@ -446,40 +472,18 @@ TEST_CASE("reads skip lagging and noloadbalance replicas, and 'primary' leads li
 
 TEST_CASE("a member answering FATAL 57P03 (shutting down) holds the client for the next leader", "[proxy][component]") {
     // What PostgreSQL says while it stops, before Patroni reports the demotion.
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor stopping(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
     std::vector<std::uint8_t> fatal;
     protocol::encode_error_response(fatal, protocol::severity::fatal, "57P03", "the database system is shutting down");
-    std::atomic<int> answered{0};
-    std::function<void()> accept_one = [&] {
-        stopping.async_accept([&](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
-            if (ec) {
-                return;
-            }
-            auto sock = std::make_shared<boost::asio::ip::tcp::socket>(std::move(s));
-            auto buf = std::make_shared<std::array<std::uint8_t, 512>>();
-            sock->async_read_some(boost::asio::buffer(*buf), [&, sock, buf](boost::system::error_code rec, std::size_t) {
-                if (!rec) {
-                    ++answered;
-                    boost::asio::async_write(*sock, boost::asio::buffer(fatal), [sock](boost::system::error_code, std::size_t) {});
-                }
-            });
-            accept_one();
-        });
-    };
-    accept_one();
-    std::thread stopping_thread([&] { ioc.run_for(10s); });
+    stopping_postgres stopping(fatal);
     auto members = cluster({"master", "replica"});
     auto cfg = config_for(members);
-    cfg.members[0].port = stopping.local_endpoint().port();
+    cfg.members[0].port = stopping.port();
     proxy_under_test p(cfg);
     REQUIRE(p.wait_for_leader(0u));
     auto outcome = startup_in_background(p.port(0));
-    REQUIRE(eventually([&] { return answered >= 1; }));
+    REQUIRE(eventually([&] { return stopping.answered() >= 1; }));
     CHECK(outcome.wait_for(300ms) == std::future_status::timeout);  // held, not shown the FATAL
     members[0]->api.set_body(fake_patroni::answer("replica"));
     members[1]->api.set_body(fake_patroni::answer("master"));
     check_routed_to(outcome, "pg1");
-    ioc.stop();
-    stopping_thread.join();
 }
