@@ -17,7 +17,11 @@ daemon::daemon(conf::config cfg)
       server_(cfg_, empty_topology()),
       monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
     if (cfg_.stats.enabled) {
-        stats_.emplace(control_, cfg_.stats, [this] { return collect(); });
+        stats_.emplace(
+            control_, cfg_.stats, [this] { return collect(); },
+            [this](std::size_t limit, std::function<void(std::vector<proxy::session_view>)> done) {
+                server_.describe_sessions(limit, control_.get_executor(), std::move(done));
+            });
     }
 }
 

@@ -1,5 +1,8 @@
 #include "proxy/server.hpp"
 
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
 #include <thread>
 
 namespace patroxy::proxy {
@@ -110,6 +113,37 @@ std::vector<listener_totals> server::totals() const {
         }
     }
     return out;
+}
+
+void server::describe_sessions(std::size_t limit, net::any_io_executor reply_on,
+                               std::function<void(std::vector<session_view>)> done) {
+    struct gather {
+        std::vector<session_view> views;
+        std::size_t waiting;
+        std::size_t limit;
+        std::function<void(std::vector<session_view>)> done;
+    };
+    auto g = std::make_shared<gather>(gather{{}, workers_.size(), limit, std::move(done)});
+    if (g->waiting == 0) {
+        return net::post(reply_on, [g] { g->done({}); });
+    }
+    for (auto& w : workers_) {
+        w->post_describe(limit, [g, reply_on](std::vector<session_view> part) {
+            // Back on the caller's executor: only that thread touches `g`.
+            net::post(reply_on, [g, part = std::move(part)]() mutable {
+                g->views.insert(g->views.end(), std::make_move_iterator(part.begin()),
+                                std::make_move_iterator(part.end()));
+                if (--g->waiting == 0) {
+                    std::sort(g->views.begin(), g->views.end(),
+                              [](const auto& a, const auto& b) { return a.age_seconds > b.age_seconds; });
+                    if (g->views.size() > g->limit) {
+                        g->views.resize(g->limit);
+                    }
+                    g->done(std::move(g->views));
+                }
+            });
+        });
+    }
 }
 
 void server::stop() {

@@ -6,6 +6,9 @@
 #include "health/topology.hpp"
 #include "proxy/worker.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
+
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -52,6 +55,10 @@ public:
     /// Every listener's counters summed over the workers (any thread).
     std::vector<listener_totals> totals() const;
     void stop();
+    /// Up to `limit` sessions across the workers, oldest first, delivered to
+    /// `done` on `reply_on` once every worker has answered. Never blocks.
+    void describe_sessions(std::size_t limit, net::any_io_executor reply_on,
+                           std::function<void(std::vector<session_view>)> done);
 
     const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
     std::size_t worker_count() const { return workers_.size(); }

@@ -355,6 +355,7 @@ void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
         awaiting_encryption_answer_ = false;
         if (data[0] != 'N') {
             scanning_ = false;  // 'S' or 'G': encrypted from here on, nothing to read
+            encrypted_ = true;
             return;
         }
         ++data;
@@ -602,6 +603,32 @@ void session::arm(milliseconds after, close_reason why) {
             return self->close(why, "timed out");
         }
     });
+}
+
+session_view session::view(clock::time_point now) const {
+    session_view v;
+    v.listener = listener_;
+    v.member = member_;
+    v.client = client_text_;
+    switch (phase_) {
+    case phase::first_packet: v.state = "startup"; break;
+    case phase::holding: v.state = "waiting"; break;
+    case phase::connecting: v.state = "connecting"; break;
+    case phase::relaying: v.state = "active"; break;
+    case phase::refusing: v.state = "refusing"; break;
+    case phase::cancelling: v.state = "cancel"; break;
+    case phase::closed: v.state = "closed"; break;
+    }
+    if (packet_ && packet_->kind == protocol::first_kind::startup) {
+        v.user = packet_->startup.user;
+        v.database = packet_->startup.database;
+        v.application_name = packet_->startup.application_name;
+    }
+    v.encrypted = encrypted_;
+    v.age_seconds = std::chrono::duration<double>(now - started_).count();
+    v.bytes_in = bytes_[from_client];
+    v.bytes_out = bytes_[from_server];
+    return v;
 }
 
 void session::close(close_reason why, std::string_view detail) {

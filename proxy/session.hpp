@@ -32,6 +32,21 @@ using error_code = boost::system::error_code;
 
 class worker;
 
+/// What the stats page shows about one session (a copy, made on its worker).
+struct session_view {
+    std::size_t listener = 0;
+    std::optional<std::size_t> member;
+    std::string client;
+    std::string state;             ///< startup, waiting, connecting, active, refusing, cancel
+    std::string user;              ///< empty when unknown (TLS hides the startup packet)
+    std::string database;
+    std::string application_name;
+    bool encrypted = false;        ///< the member answered SSLRequest/GSSENCRequest with yes
+    double age_seconds = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+};
+
 class session : public std::enable_shared_from_this<session> {
 public:
     session(worker& owner, std::size_t listener, tcp::socket client);
@@ -49,6 +64,8 @@ public:
     void close(close_reason why, std::string_view detail = {});
     /// Drain: a session still waiting for a member is refused now.
     void refuse_if_waiting();
+    /// A copy of what the stats page shows (worker thread).
+    session_view view(std::chrono::steady_clock::time_point now) const;
 
 private:
     enum class phase { first_packet, holding, connecting, relaying, refusing, cancelling, closed };
@@ -128,6 +145,7 @@ private:
     // until ReadyForQuery; nothing is parsed after that.
     bool scanning_ = false;
     bool awaiting_encryption_answer_ = false;  ///< SSL/GSS request: 'N' means plaintext follows
+    bool encrypted_ = false;                   ///< the member said yes to SSL/GSS
     std::vector<std::uint8_t> startup_answer_;
     std::optional<protocol::cancel_key> key_;  ///< registered with the worker's cancel registry
 

@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+
 #include <netinet/in.h>
 
 namespace patroxy::proxy {
@@ -153,6 +155,22 @@ void worker::post_close_all() {
                 s->close(close_reason::shutdown, "drain limit reached");
             }
         }
+    });
+}
+
+void worker::post_describe(std::size_t limit, std::function<void(std::vector<session_view>)> reply) {
+    net::post(ioc_, [this, limit, reply = std::move(reply)] {
+        const auto now = std::chrono::steady_clock::now();
+        std::vector<session_view> views;
+        views.reserve(std::min(limit, sessions_.size()));
+        for (const auto* s : sessions_) {
+            views.push_back(s->view(now));
+        }
+        const auto keep = std::min(limit, views.size());
+        std::partial_sort(views.begin(), views.begin() + static_cast<std::ptrdiff_t>(keep), views.end(),
+                          [](const auto& a, const auto& b) { return a.age_seconds > b.age_seconds; });
+        views.resize(keep);
+        reply(std::move(views));
     });
 }
 

@@ -15,6 +15,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_set>
@@ -65,6 +66,9 @@ public:
     void post_stop_accepting();
     /// Any thread: close every session with `shutdown`.
     void post_close_all();
+    /// Any thread: copies up to `limit` of this worker's sessions, oldest
+    /// first, and hands them to `reply` on the worker's thread.
+    void post_describe(std::size_t limit, std::function<void(std::vector<session_view>)> reply);
     /// Any thread: stop the loop and join the thread.
     void stop();
     /// Any thread: sessions alive now.

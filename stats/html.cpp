@@ -171,6 +171,31 @@ std::string render_html(const status& s) {
     }
     o << "</table></div>";
 
+    const auto& sessions = j["sessions"];
+    std::uint64_t open_now = 0;
+    for (const auto& l : j["listeners"]) {
+        open_now += l["sessions_current"].get<std::uint64_t>();
+    }
+    o << "<h2>Sessions</h2><div class=\"card\"><table id=\"sessions\"><tr><th>listener</th><th>member</th>"
+      << "<th>client</th><th>user</th><th>database</th><th>application</th><th>state</th><th>age</th>"
+      << "<th>bytes in/out</th></tr>";
+    std::size_t shown = 0;
+    for (const auto& s : sessions) {
+        if (shown == session_page_limit) {
+            break;
+        }
+        ++shown;
+        const bool tls = s["encrypted"].get<bool>();
+        o << "<tr><td>" << text(s["listener"]) << "</td><td>" << text(s["member"]) << "</td><td>" << text(s["client"])
+          << "</td><td>" << (tls ? "(TLS)" : text(s["user"])) << "</td><td>" << (tls ? "(TLS)" : text(s["database"]))
+          << "</td><td>" << text(s["application_name"]) << "</td><td>" << text(s["state"])
+          << "</td><td class=\"n\">" << static_cast<long long>(s["age_seconds"].get<double>()) << " s</td><td class=\"n\">"
+          << bytes(s["bytes_in"].get<std::uint64_t>()) << " / " << bytes(s["bytes_out"].get<std::uint64_t>())
+          << "</td></tr>";
+    }
+    o << "</table><p class=\"muted\">" << shown << " of " << open_now
+      << " open sessions, longest-running first</p></div>";
+
     const auto& v = j["vip"];
     o << "<h2>Virtual IP</h2><div class=\"card kv\" id=\"vip\"><div><span>state</span>" << text(v["state"])
       << "</div><div><span>address</span>" << text(v["address"]) << "</div><div class=\"muted\">" << text(v["reason"])

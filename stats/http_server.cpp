@@ -32,9 +32,12 @@ private:
             return;  // closed, timed out or garbage: nothing to answer
         }
         const auto auth = request_[http::field::authorization];
-        auto r = server_.handle(std::string_view(request_.method_string().data(), request_.method_string().size()),
-                                std::string_view(request_.target().data(), request_.target().size()),
-                                std::string_view(auth.data(), auth.size()));
+        server_.respond(std::string_view(request_.method_string().data(), request_.method_string().size()),
+                        std::string_view(request_.target().data(), request_.target().size()),
+                        std::string_view(auth.data(), auth.size()),
+                        [self = shared_from_this()](http_server::response r) { self->send(std::move(r)); });
+    }
+    void send(http_server::response r) {
         response_ = {static_cast<http::status>(r.status), request_.version()};
         response_.set(http::field::server, "patroxy/" PATROXY_VERSION);
         response_.set(http::field::content_type, r.content_type);
@@ -62,8 +65,14 @@ private:
 
 }  // namespace
 
-http_server::http_server(net::io_context& ioc, const conf::stats_config& cfg, collector collect)
-    : ioc_(ioc), cfg_(cfg), collect_(std::move(collect)), acceptor_(ioc), sampler_(ioc) {
+http_server::http_server(net::io_context& ioc, const conf::stats_config& cfg, collector collect,
+                         session_lister list_sessions)
+    : ioc_(ioc),
+      cfg_(cfg),
+      collect_(std::move(collect)),
+      list_sessions_(std::move(list_sessions)),
+      acceptor_(ioc),
+      sampler_(ioc) {
     const tcp::endpoint ep(net::ip::make_address(cfg.bind), cfg.port);
     beast::error_code ec;
     acceptor_.open(ep.protocol(), ec);
@@ -141,8 +150,24 @@ status http_server::current() {
     return s;
 }
 
+void http_server::respond(std::string_view method, std::string_view target, std::string_view authorization,
+                          std::function<void(response)> done) {
+    const auto path = target.substr(0, target.find('?'));
+    const bool lists_sessions = path == "/" || path == "/index.html" || path == "/status.json";
+    if (!list_sessions_ || !lists_sessions || (method != "GET" && method != "HEAD") ||
+        (!expected_auth_.empty() && authorization != expected_auth_)) {
+        return done(handle(method, target, authorization));
+    }
+    // The views below outlive this call: keep copies.
+    list_sessions_(session_list_limit, [this, m = std::string(method), t = std::string(target),
+                                        a = std::string(authorization),
+                                        done = std::move(done)](std::vector<proxy::session_view> sessions) {
+        done(handle(m, t, a, std::move(sessions)));
+    });
+}
+
 http_server::response http_server::handle(std::string_view method, std::string_view target,
-                                          std::string_view authorization) {
+                                          std::string_view authorization, std::vector<proxy::session_view> sessions) {
     const auto path = target.substr(0, target.find('?'));
     if (method != "GET" && method != "HEAD") {
         return {405, "text/plain", "only GET and HEAD\n"};
@@ -158,11 +183,13 @@ http_server::response http_server::handle(std::string_view method, std::string_v
     if (!expected_auth_.empty() && authorization != expected_auth_) {
         return {401, "text/plain", "authentication required\n"};
     }
-    if (path == "/" || path == "/index.html") {
-        return {200, "text/html; charset=utf-8", render_html(current())};
-    }
-    if (path == "/status.json") {
-        return {200, "application/json", to_json(current()).dump(2) + "\n"};
+    if (path == "/" || path == "/index.html" || path == "/status.json") {
+        auto s = current();
+        s.sessions = std::move(sessions);
+        if (path == "/status.json") {
+            return {200, "application/json", to_json(s).dump(2) + "\n"};
+        }
+        return {200, "text/html; charset=utf-8", render_html(s)};
     }
     if (path == "/metrics") {
         return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(current())};

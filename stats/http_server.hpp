@@ -18,9 +18,14 @@ namespace patroxy::stats {
 class http_server {
 public:
     using collector = std::function<status()>;
+    /// Asks the workers for their sessions and calls back on this io_context.
+    using session_lister =
+        std::function<void(std::size_t limit, std::function<void(std::vector<proxy::session_view>)>)>;
 
     /// Binds (throws with the address on failure); serves once start() runs.
-    http_server(boost::asio::io_context& ioc, const conf::stats_config& cfg, collector collect);
+    /// Without a lister the page and /status.json list no sessions.
+    http_server(boost::asio::io_context& ioc, const conf::stats_config& cfg, collector collect,
+                session_lister list_sessions = {});
     void start();
     void stop();
     std::uint16_t port() const;
@@ -31,7 +36,11 @@ public:
         std::string content_type;
         std::string body;
     };
-    response handle(std::string_view method, std::string_view target, std::string_view authorization);
+    response handle(std::string_view method, std::string_view target, std::string_view authorization,
+                    std::vector<proxy::session_view> sessions = {});
+    /// Like handle(), but first gathers the sessions for the pages that list them.
+    void respond(std::string_view method, std::string_view target, std::string_view authorization,
+                 std::function<void(response)> done);
 
 private:
     void do_accept();
@@ -41,6 +50,7 @@ private:
     boost::asio::io_context& ioc_;
     const conf::stats_config& cfg_;
     collector collect_;
+    session_lister list_sessions_;
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer sampler_;
     std::string expected_auth_;

@@ -174,6 +174,22 @@ json to_json(const status& s) {
             {"bytes_out_total", c.bytes_out},
         });
     }
+    out["sessions"] = json::array();
+    for (const auto& v : s.sessions) {
+        out["sessions"].push_back({
+            {"listener", cfg.listeners[v.listener].name},
+            {"member", v.member ? json(cfg.members[*v.member].name) : json(nullptr)},
+            {"client", v.client},
+            {"state", v.state},
+            {"user", v.user.empty() ? json(nullptr) : json(v.user)},
+            {"database", v.database.empty() ? json(nullptr) : json(v.database)},
+            {"application_name", v.application_name},
+            {"encrypted", v.encrypted},
+            {"age_seconds", v.age_seconds},
+            {"bytes_in", v.bytes_in},
+            {"bytes_out", v.bytes_out},
+        });
+    }
     // The virtual IP is not built yet: the page shows it as disabled.
     out["vip"] = {{"state", "disabled"}, {"configured", cfg.vip.enabled},
                   {"address", cfg.vip.address.empty() ? json(nullptr) : json(cfg.vip.address)},

@@ -35,7 +35,14 @@ struct status {
     std::uint64_t split_brain_events = 0;
     process_info process;
     wall_time now{};
+    /// The longest-running sessions (at most `session_list_limit`), when the
+    /// request asked the workers; empty for /metrics and /health.
+    std::vector<proxy::session_view> sessions;
 };
+
+/// Sessions /status.json lists at most (oldest first); the page shows fewer.
+constexpr std::size_t session_list_limit = 1000;
+constexpr std::size_t session_page_limit = 50;
 
 /// Patroni's own words for a member's role: Leader, Standby Leader, Sync Standby, Replica.
 std::string patroni_role_name(const status& s, std::size_t member);

@@ -298,6 +298,34 @@ TEST_CASE("TLS is relayed end to end through both ports (sslmode=require)", "[cl
     CHECK(px.log().find("first=ssl_request") != std::string::npos);
 }
 
+TEST_CASE("status.json lists open sessions with user and database and application_name and TLS ones as encrypted", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    pg_connection plain(px.write_conninfo("sslmode=disable application_name=stats-check"));
+    REQUIRE(plain.scalar("SELECT 1"));
+    pg_connection tls(px.read_conninfo("sslmode=require"));
+    REQUIRE(tls.scalar("SELECT 1"));
+    nlohmann::json j;
+    // wait_ready()'s own probe session may still be closing.
+    REQUIRE(poll_until([&] {
+        j = nlohmann::json::parse(http_get(px.port_numbers().stats, "/status.json").body);
+        return j["sessions"].size() == 2;
+    }, 5s, 100ms));
+    const auto& first = j["sessions"][0];
+    CHECK(first["listener"] == "master");
+    CHECK(first["user"] == "postgres");
+    CHECK(first["database"] == "postgres");
+    CHECK(first["application_name"] == "stats-check");
+    CHECK(first["encrypted"] == false);
+    CHECK(first["state"] == "active");
+    const auto& second = j["sessions"][1];
+    CHECK(second["listener"] == "replicas");
+    CHECK(second["encrypted"] == true);
+    CHECK(second["user"].is_null());
+    const auto page = http_get(px.port_numbers().stats, "/").body;
+    CHECK(page.find("<td>stats-check</td>") != std::string::npos);
+}
+
 TEST_CASE("with no leader to route to, libpq shows patroxy's FATAL 57P03, plaintext and with sslmode=prefer", "[cluster]") {
     const auto [rc, leader] = lab("leader");
     REQUIRE(rc == 0);

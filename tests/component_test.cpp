@@ -65,7 +65,7 @@ public:
     }
     std::uint16_t port(std::size_t listener) const { return cfg_.listeners[listener].port; }
     health::topology_ptr topology() const { return monitor_.latest(); }
-    const proxy::server& server() const { return server_; }
+    proxy::server& server() { return server_; }
     /// Waits until the monitor routes writes to `leader` (or to none).
     bool wait_for_leader(std::optional<std::size_t> leader, std::chrono::milliseconds limit = 5s) {
         return eventually([&] { return topology()->leader == leader; }, limit);
@@ -486,4 +486,55 @@ TEST_CASE("a member answering FATAL 57P03 (shutting down) holds the client for t
     members[0]->api.set_body(fake_patroni::answer("replica"));
     members[1]->api.set_body(fake_patroni::answer("master"));
     check_routed_to(outcome, "pg1");
+}
+
+TEST_CASE("the workers describe every open session with its user and database and application_name", "[proxy][component]") {
+    auto members = cluster({"master", "replica", "replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0u));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    raw_client writer(p.port(0));
+    REQUIRE(writer.send(make_startup({{"user", "alice"}, {"database", "orders"}, {"application_name", "billing"}})));
+    REQUIRE(writer.read_until_ready().ready);
+    raw_client reader(p.port(1));
+    REQUIRE(reader.send(make_startup({{"user", "bob"}, {"database", "reports"}})));
+    REQUIRE(reader.read_until_ready().ready);
+    raw_client silent(p.port(1));  // connected, no first packet yet
+
+    // Asks the way the stats server does: callbacks come back on our io_context.
+    auto describe = [&](std::size_t limit) {
+        boost::asio::io_context here;
+        std::vector<proxy::session_view> got;
+        bool answered = false;
+        auto busy = boost::asio::make_work_guard(here);
+        p.server().describe_sessions(limit, here.get_executor(), [&](std::vector<proxy::session_view> v) {
+            got = std::move(v);
+            answered = true;
+            busy.reset();
+        });
+        here.run_for(3s);
+        CHECK(answered);
+        return got;
+    };
+    std::vector<proxy::session_view> views;
+    REQUIRE(eventually([&] { return (views = describe(10)).size() == 3; }));
+    // Oldest first.
+    CHECK(views[0].user == "alice");
+    CHECK(views[0].database == "orders");
+    CHECK(views[0].application_name == "billing");
+    CHECK(views[0].listener == 0);
+    CHECK(views[0].member == std::optional<std::size_t>(0));
+    CHECK(views[0].state == "active");
+    CHECK(views[0].bytes_in > 0);
+    CHECK(views[0].bytes_out > 0);
+    CHECK(views[1].user == "bob");
+    CHECK(views[1].listener == 1);
+    CHECK((views[1].member == std::optional<std::size_t>(1) || views[1].member == std::optional<std::size_t>(2)));
+    CHECK(views[2].state == "startup");
+    CHECK(views[2].user.empty());
+    CHECK(views[0].age_seconds >= views[1].age_seconds);
+    // The limit keeps the longest-running.
+    const auto one = describe(1);
+    REQUIRE(one.size() == 1);
+    CHECK(one[0].user == "alice");
 }

@@ -98,6 +98,40 @@ TEST_CASE("the page shows every member's row, escapes what Patroni sends, and ha
     CHECK(html.find("id=\"leader\">pg0<") != std::string::npos);
 }
 
+TEST_CASE("status.json and the page list sessions with user and database and application_name", "[stats]") {
+    fixture f;
+    proxy::session_view plain;
+    plain.listener = 0;
+    plain.member = 0;
+    plain.client = "10.1.0.9:40000";
+    plain.state = "active";
+    plain.user = "alice";
+    plain.database = "orders";
+    plain.application_name = "<billing>";
+    plain.age_seconds = 12.5;
+    proxy::session_view tls;
+    tls.listener = 1;
+    tls.state = "waiting";
+    tls.encrypted = true;
+    f.s.sessions = {plain, tls};
+    f.s.listeners[0].current = 1;
+    f.s.listeners[1].current = 1;
+    const auto j = stats::to_json(f.s);
+    REQUIRE(j["sessions"].size() == 2);
+    CHECK(j["sessions"][0]["listener"] == "master");
+    CHECK(j["sessions"][0]["member"] == "pg0");
+    CHECK(j["sessions"][0]["user"] == "alice");
+    CHECK(j["sessions"][0]["database"] == "orders");
+    CHECK(j["sessions"][0]["application_name"] == "<billing>");
+    CHECK(j["sessions"][1]["member"].is_null());
+    CHECK(j["sessions"][1]["user"].is_null());
+    CHECK(j["sessions"][1]["encrypted"] == true);
+    const auto html = stats::render_html(f.s);
+    CHECK(html.find("<td>alice</td><td>orders</td><td>&lt;billing&gt;</td>") != std::string::npos);
+    CHECK(html.find("(TLS)") != std::string::npos);
+    CHECK(html.find("2 of 2 open sessions") != std::string::npos);
+}
+
 TEST_CASE("metrics are Prometheus text with patroxy_ names and labels", "[stats]") {
     fixture f;
     const auto text = stats::render_metrics(f.s);
