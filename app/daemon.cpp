@@ -2,6 +2,7 @@
 
 #include "app/log.hpp"
 
+#include <algorithm>
 #include <csignal>
 
 namespace patroxy::app {
@@ -15,7 +16,8 @@ daemon::daemon(conf::config cfg)
       signals_(control_, SIGTERM, SIGINT),
       drain_timer_(control_),
       server_(cfg_, empty_topology()),
-      monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
+      monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }),
+      vip_(control_, cfg_.vip, cfg_.stats.port, [this] { return unhealthy_reason(); }) {
     if (cfg_.stats.enabled) {
         stats_.emplace(
             control_, cfg_.stats, [this] { return collect(); },
@@ -37,7 +39,27 @@ stats::status daemon::collect() const {
     s.process.workers = server_.worker_count();
     s.process.config_file = cfg_.source;
     s.now = std::chrono::system_clock::now();
+    s.vip = vip_.status();
     return s;
+}
+
+std::string daemon::unhealthy_reason() {
+    const auto t = monitor_.latest();
+    const auto now = std::chrono::steady_clock::now();
+    if (t->leader) {
+        leaderless_since_.reset();
+        return {};
+    }
+    if (!leaderless_since_) {
+        leaderless_since_ = now;
+    }
+    const auto for_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *leaderless_since_);
+    if (for_ms < cfg_.vip.unhealthy_after) {
+        return {};
+    }
+    const bool none_answers = std::none_of(t->members.begin(), t->members.end(), [](const auto& m) { return m.up; });
+    return std::string(none_answers ? "no Patroni API answers" : "no leader known") + " for " +
+           std::to_string(for_ms.count() / 1000) + "s";
 }
 
 int daemon::run() {
@@ -49,6 +71,7 @@ int daemon::run() {
     std::signal(SIGPIPE, SIG_IGN);
     server_.start();
     monitor_.start();
+    vip_.start();
     if (stats_) {
         stats_->start();
         PATROXY_LOG(info, "main") << "stats on http://" << cfg_.stats.bind << ":" << cfg_.stats.port
@@ -77,6 +100,7 @@ void daemon::on_signal(int signo) {
         PATROXY_LOG(info, "main") << (signo == SIGINT ? "SIGINT" : "SIGTERM") << ": no new sessions; draining "
                                   << server_.session_count() << " session(s) for up to "
                                   << cfg_.timeouts.drain.count() << "ms";
+        vip_.shutdown();  // hand the VIP over first: the backup takes it after Skew_Time
         monitor_.stop();
         if (stats_) {
             stats_->stop();

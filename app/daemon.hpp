@@ -6,6 +6,7 @@
 #include "health/monitor.hpp"
 #include "proxy/server.hpp"
 #include "stats/http_server.hpp"
+#include "vip/vrrp_instance.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -24,6 +25,8 @@ private:
     void on_signal(int signo);
     void drain_tick();
     stats::status collect() const;
+    /// Empty while this host can route writes, else why not (the VIP's priority tracks it).
+    std::string unhealthy_reason();
 
     conf::config cfg_;
     boost::asio::io_context control_{1};
@@ -33,6 +36,8 @@ private:
     health::monitor monitor_;
     std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
     std::optional<stats::http_server> stats_;
+    vip::vrrp_instance vip_;
+    std::optional<std::chrono::steady_clock::time_point> leaderless_since_;
     std::chrono::steady_clock::time_point drain_deadline_{};
     bool draining_ = false;
     bool closing_ = false;

@@ -102,6 +102,9 @@ struct vip_config {
     milliseconds garp_interval{200};
     int track_weight = 50;                   ///< priority drop while patroxy cannot route writes; 0: FAULT
     milliseconds unhealthy_after{10000};     ///< no leader for this long counts as unhealthy
+    /// As backup, connect to the master's stats port this often: refused
+    /// (its patroxy is dead, its host is up) means take over now. 0: off.
+    milliseconds peer_probe_interval{250};
 };
 
 /// Where and how much to log.

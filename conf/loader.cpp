@@ -458,7 +458,7 @@ void read_vip(reader& r, const YAML::Node& root, vip_config& v) {
     const YAML::Node n = root["vip"];
     if (!n || !r.check_map(n, "vip", {"enabled", "interface", "address", "virtual_router_id", "priority",
                                       "advert_interval", "preempt", "preempt_delay", "unicast_peers", "garp_count",
-                                      "garp_interval", "track_weight", "unhealthy_after"})) {
+                                      "garp_interval", "track_weight", "unhealthy_after", "peer_probe_interval"})) {
         return;
     }
     v.enabled = true;  // a vip section means a VIP unless it says otherwise
@@ -511,6 +511,7 @@ void read_vip(reader& r, const YAML::Node& root, vip_config& v) {
     r.duration(n, "vip", "garp_interval", v.garp_interval, milliseconds{0}, milliseconds{10'000});
     r.integer(n, "vip", "track_weight", v.track_weight, 0, 253);
     r.duration(n, "vip", "unhealthy_after", v.unhealthy_after, milliseconds{0}, milliseconds{3'600'000});
+    r.duration(n, "vip", "peer_probe_interval", v.peer_probe_interval, milliseconds{0}, milliseconds{60'000});
 }
 
 config read_root(reader& r, const YAML::Node& root, const std::string& source) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real Patroni cluster on loopback: 3 etcd members and 3 Patroni nodes running
+# A real Patroni cluster on loopback (or on LAB_HOST, inside a test's network
+# namespace): 3 etcd members and 3 Patroni nodes running
 # PostgreSQL 15 as the postgres user. For the demo, the integration tests and
 # the benchmarks. Every wait here is bounded.
 #
@@ -19,7 +20,7 @@ pg_port()  { echo $((LAB_PG_PORT_BASE + $(member_index "$1"))); }
 api_port() { echo $((LAB_API_PORT_BASE + $(member_index "$1"))); }
 etcd_client_port() { echo $((LAB_ETCD_PORT_BASE + 2 * $1)); }
 etcd_peer_port()   { echo $((LAB_ETCD_PORT_BASE + 2 * $1 + 1)); }
-etcd_hosts() { local i out=""; for i in 0 1 2; do out+="${out:+,}127.0.0.1:$(etcd_client_port $i)"; done; echo "$out"; }
+etcd_hosts() { local i out=""; for i in 0 1 2; do out+="${out:+,}$LAB_HOST:$(etcd_client_port $i)"; done; echo "$out"; }
 
 # A pid counts as alive unless it is gone or a zombie (PID 1 here reaps late).
 alive() {
@@ -40,7 +41,7 @@ wait_until() {
     done
 }
 
-api_get() { curl -fsS --max-time 2 "http://127.0.0.1:$(api_port "$1")$2"; }
+api_get() { curl -fsS --max-time 2 "http://$LAB_HOST:$(api_port "$1")$2"; }
 
 # The cluster as Patroni's REST API sees it, asked of the first member that answers.
 cluster_json() {
@@ -88,8 +89,8 @@ name: $m
 log:
   level: INFO
 restapi:
-  listen: 127.0.0.1:$(api_port "$m")
-  connect_address: 127.0.0.1:$(api_port "$m")
+  listen: $LAB_HOST:$(api_port "$m")
+  connect_address: $LAB_HOST:$(api_port "$m")
 etcd3:
   hosts: $(etcd_hosts)
 bootstrap:
@@ -117,8 +118,8 @@ bootstrap:
     - data-checksums
     - auth-local: trust
 postgresql:
-  listen: 127.0.0.1:$(pg_port "$m")
-  connect_address: 127.0.0.1:$(pg_port "$m")
+  listen: $LAB_HOST:$(pg_port "$m")
+  connect_address: $LAB_HOST:$(pg_port "$m")
   data_dir: $dir/data
   bin_dir: $PG_BIN
   pgpass: $dir/pgpass
@@ -138,21 +139,21 @@ postgresql:
     - checkpoint: fast
   pg_hba:
     - local all all trust
-    - host replication $LAB_REPLICATION_USER 127.0.0.1/32 scram-sha-256
-    - host all $LAB_BENCH_USER 127.0.0.1/32 trust
-    - host all all 127.0.0.1/32 scram-sha-256
+    - host replication $LAB_REPLICATION_USER $LAB_CLIENT_NET scram-sha-256
+    - host all $LAB_BENCH_USER $LAB_CLIENT_NET trust
+    - host all all $LAB_CLIENT_NET scram-sha-256
 EOF
 }
 
 start_etcd() {
     local i=$1 dir="$LAB_DIR/etcd$1" cluster="" j
-    for j in 0 1 2; do cluster+="${cluster:+,}etcd$j=http://127.0.0.1:$(etcd_peer_port $j)"; done
+    for j in 0 1 2; do cluster+="${cluster:+,}etcd$j=http://$LAB_HOST:$(etcd_peer_port $j)"; done
     mkdir -p "$dir"
     setsid etcd --name "etcd$i" --data-dir "$dir/data" \
-        --listen-client-urls "http://127.0.0.1:$(etcd_client_port "$i")" \
-        --advertise-client-urls "http://127.0.0.1:$(etcd_client_port "$i")" \
-        --listen-peer-urls "http://127.0.0.1:$(etcd_peer_port "$i")" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$(etcd_peer_port "$i")" \
+        --listen-client-urls "http://$LAB_HOST:$(etcd_client_port "$i")" \
+        --advertise-client-urls "http://$LAB_HOST:$(etcd_client_port "$i")" \
+        --listen-peer-urls "http://$LAB_HOST:$(etcd_peer_port "$i")" \
+        --initial-advertise-peer-urls "http://$LAB_HOST:$(etcd_peer_port "$i")" \
         --initial-cluster "$cluster" --initial-cluster-state new \
         --initial-cluster-token patroxy-lab --logger zap --log-outputs stderr \
         </dev/null >"$dir/etcd.log" 2>&1 &
@@ -232,7 +233,7 @@ cmd_up() {
 
 create_bench_user() {
     local m=$1
-    PGPASSWORD=$LAB_SUPERUSER_PASSWORD psql -X -q -h 127.0.0.1 -p "$(pg_port "$m")" -U "$LAB_SUPERUSER" -d "$LAB_DATABASE" \
+    PGPASSWORD=$LAB_SUPERUSER_PASSWORD psql -X -q -h $LAB_HOST -p "$(pg_port "$m")" -U "$LAB_SUPERUSER" -d "$LAB_DATABASE" \
         -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$LAB_BENCH_USER') THEN CREATE ROLE $LAB_BENCH_USER LOGIN SUPERUSER; END IF; END \$\$;" >/dev/null
 }
 
@@ -328,7 +329,7 @@ cmd_start() {
 cmd_env() {
     local m
     echo "LAB_DIR=$LAB_DIR"
-    for m in $LAB_MEMBERS; do echo "$m pg=127.0.0.1:$(pg_port "$m") api=http://127.0.0.1:$(api_port "$m")"; done
+    for m in $LAB_MEMBERS; do echo "$m pg=$LAB_HOST:$(pg_port "$m") api=http://$LAB_HOST:$(api_port "$m")"; done
 }
 
 case "${1:-}" in

@@ -27,6 +27,9 @@ void ensure_port_free(const conf::listener_config& l) {
     if (!ec) {
         probe.set_option(tcp::acceptor::reuse_address(true), ec);
     }
+    if (!ec && ep.address().is_v4()) {
+        probe.set_option(free_bind(true), ec);  // the VIP may be on the other host now
+    }
     if (!ec) {
         probe.bind(ep, ec);
     }

@@ -11,12 +11,6 @@
 namespace patroxy::proxy {
 namespace {
 
-// Boost 1.74 has no option for these; the kernel spreads accepts across the
-// workers' SO_REUSEPORT sockets, and IP_FREEBIND lets a listener bind a VIP
-// that is not on this host yet (no net.ipv4.ip_nonlocal_bind needed).
-using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
-
 }  // namespace
 
 worker::worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,

@@ -14,6 +14,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <netinet/in.h>
+
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -22,6 +24,12 @@
 #include <vector>
 
 namespace patroxy::proxy {
+
+// Boost 1.74 has no option for these; the kernel spreads accepts across the
+// workers' SO_REUSEPORT sockets, and IP_FREEBIND lets a listener bind a VIP
+// that is not on this host yet (no net.ipv4.ip_nonlocal_bind needed).
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
 
 /// Listener state every worker shares, touched once per new session (never
 /// per byte): the maxconn budget and the round-robin cursor, so that reads

@@ -197,9 +197,17 @@ std::string render_html(const status& s) {
       << " open sessions, longest-running first</p></div>";
 
     const auto& v = j["vip"];
-    o << "<h2>Virtual IP</h2><div class=\"card kv\" id=\"vip\"><div><span>state</span>" << text(v["state"])
-      << "</div><div><span>address</span>" << text(v["address"]) << "</div><div class=\"muted\">" << text(v["reason"])
-      << "</div></div>";
+    o << "<h2>Virtual IP</h2><div class=\"card kv\" id=\"vip\"><div><span>state</span><b>" << text(v["state"])
+      << "</b></div><div><span>address</span>" << text(v["address"]) << "</div>";
+    if (v["configured"].get<bool>()) {
+        o << "<div><span>interface</span>" << text(v["interface"]) << "</div><div><span>vrid</span>"
+          << text(v["virtual_router_id"]) << "</div><div><span>priority</span>" << text(v["effective_priority"]) << " / "
+          << text(v["priority"]) << "</div><div><span>master heard</span>" << text(v["master"])
+          << "</div><div><span>last change</span>" << ago(v["last_transition_at"], now)
+          << "</div><div><span>adverts sent/received</span>" << text(v["adverts_sent_total"]) << " / "
+          << text(v["adverts_received_total"]) << "</div>";
+    }
+    o << "<div class=\"muted\">" << text(v["reason"]) << "</div></div>";
 
     const auto& p = j["patroxy"];
     o << "<h2>patroxy</h2><div class=\"card kv\"><div><span>version</span>" << text(p["version"])

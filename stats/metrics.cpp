@@ -114,7 +114,26 @@ std::string render_metrics(const status& s) {
             backend_out.Add(with_member).Increment(static_cast<double>(mc.bytes_out));
         }
     }
-    gauge("patroxy_vip_master", "1 while this host holds the virtual IP").Add({}).Set(0);
+    const auto& v = s.vip;
+    gauge("patroxy_vip_master", "1 while this host holds the virtual IP").Add({})
+        .Set(v.running && v.state == vip::vrrp_state::master ? 1 : 0);
+    auto& vip_state = gauge("patroxy_vip_state", "VRRP state (1 for the current one)");
+    for (const auto* name : {"disabled", "off", "initialize", "backup", "master", "fault"}) {
+        vip_state.Add({{"state", name}}).Set(vip_state_name(s) == name ? 1 : 0);
+    }
+    if (cfg.vip.enabled) {
+        auto& priority = gauge("patroxy_vip_priority", "VRRP priority: configured, and effective after health tracking");
+        priority.Add({{"kind", "configured"}}).Set(v.priority);
+        priority.Add({{"kind", "effective"}}).Set(v.effective_priority);
+        counter("patroxy_vip_transitions_total", "VRRP state changes").Add({}).Increment(static_cast<double>(v.transitions));
+        counter("patroxy_vip_adverts_sent_total", "VRRP adverts sent").Add({}).Increment(static_cast<double>(v.adverts_sent));
+        counter("patroxy_vip_adverts_received_total", "Valid VRRP adverts received").Add({})
+            .Increment(static_cast<double>(v.adverts_received));
+        auto& dropped = counter("patroxy_vip_adverts_dropped_total", "VRRP packets dropped, by reason");
+        for (const auto& [reason, n] : v.dropped) {
+            dropped.Add({{"reason", reason}}).Increment(static_cast<double>(n));
+        }
+    }
     return prometheus::TextSerializer().Serialize(r.Collect());
 }
 

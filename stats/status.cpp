@@ -81,6 +81,16 @@ std::string role_on_listener(const status& s, std::size_t listener, std::size_t 
     return "not eligible";
 }
 
+std::string vip_state_name(const status& s) {
+    if (!s.cfg->vip.enabled) {
+        return "disabled";
+    }
+    if (!s.vip.running) {
+        return "off";
+    }
+    return std::string(vip::to_string(s.vip.state));
+}
+
 bool can_route_writes(const status& s) {
     return s.topology->leader.has_value();
 }
@@ -190,10 +200,27 @@ json to_json(const status& s) {
             {"bytes_out", v.bytes_out},
         });
     }
-    // The virtual IP is not built yet: the page shows it as disabled.
-    out["vip"] = {{"state", "disabled"}, {"configured", cfg.vip.enabled},
-                  {"address", cfg.vip.address.empty() ? json(nullptr) : json(cfg.vip.address)},
-                  {"reason", cfg.vip.enabled ? "VRRP is not part of this build yet" : "disabled in the configuration"}};
+    const auto& v = s.vip;
+    json dropped = json::object();
+    for (const auto& [reason, n] : v.dropped) {
+        dropped[reason] = n;
+    }
+    out["vip"] = {
+        {"state", vip_state_name(s)},
+        {"configured", cfg.vip.enabled},
+        {"address", cfg.vip.address.empty() ? json(nullptr) : json(v.address)},
+        {"interface", cfg.vip.enabled ? json(v.interface) : json(nullptr)},
+        {"reason", !cfg.vip.enabled ? "disabled in the configuration" : v.running ? v.unhealthy_reason : v.off_reason},
+        {"virtual_router_id", cfg.vip.virtual_router_id},
+        {"priority", v.priority},
+        {"effective_priority", v.effective_priority},
+        {"master", v.master.empty() ? json(nullptr) : json(v.master)},
+        {"last_transition_at", time_or_null(v.last_transition)},
+        {"transitions_total", v.transitions},
+        {"adverts_sent_total", v.adverts_sent},
+        {"adverts_received_total", v.adverts_received},
+        {"adverts_dropped_total", dropped},
+    };
     return out;
 }
 

@@ -7,6 +7,7 @@
 #include "health/monitor.hpp"
 #include "health/topology.hpp"
 #include "proxy/server.hpp"
+#include "vip/vrrp_instance.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -38,7 +39,11 @@ struct status {
     /// The longest-running sessions (at most `session_list_limit`), when the
     /// request asked the workers; empty for /metrics and /health.
     std::vector<proxy::session_view> sessions;
+    vip::vip_status vip;
 };
+
+/// The VIP's state for people: disabled, off (and why), or the VRRP state.
+std::string vip_state_name(const status& s);
 
 /// Sessions /status.json lists at most (oldest first); the page shows fewer.
 constexpr std::size_t session_list_limit = 1000;

@@ -174,9 +174,12 @@ TEST_CASE("6.4.3 the master steps down for a higher priority, or an equal one fr
     CHECK(b.on_advert(now, higher_ip, 100, cs{100}) == vrrp_actions{{kind::remove_vip}});
     CHECK(b.state() == vrrp_state::backup);
 
+    // Tie from a lower address, or lower priority: we stay, answer at once and
+    // re-announce the VIP (a healed split: clients may have learned the other MAC).
     auto c = master_at(100, now);
-    CHECK(c.on_advert(now, lower_ip, 100, cs{100}).empty());  // tie, lower address: we stay
-    CHECK(c.on_advert(now, higher_ip, 99, cs{100}).empty());
+    const vrrp_actions reassert{{kind::send_advert, 100}, {kind::send_garps}};
+    CHECK(c.on_advert(now, lower_ip, 100, cs{100}) == reassert);
+    CHECK(c.on_advert(now, higher_ip, 99, cs{100}) == reassert);
     CHECK(c.state() == vrrp_state::master);
 }
 

@@ -89,7 +89,11 @@ vrrp_actions vrrp_machine::on_advert(time_point now, std::uint32_t src, int prio
             become_backup(now);
             return {{vrrp_action::remove_vip}};
         }
-        return {};  // lower: it will hear us and step down
+        // Lower: another host thinks it is master (a healed split). Answer at
+        // once so it steps down, and re-announce the VIP: clients may have
+        // learned its MAC meanwhile.
+        deadline_ = now + cfg_.advert_interval;
+        return {{vrrp_action::send_advert, priority_}, {vrrp_action::send_garps}};
     case vrrp_state::initialize:
     case vrrp_state::fault:
         return {};

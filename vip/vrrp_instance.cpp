@@ -1,0 +1,412 @@
+#include "vip/vrrp_instance.hpp"
+
+#include "app/log.hpp"
+#include "vip/vrrp_packet.hpp"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace patroxy::vip {
+
+namespace net = boost::asio;
+using error_code = boost::system::error_code;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+vrrp_machine::settings machine_settings(const conf::vip_config& cfg) {
+    vrrp_machine::settings s;
+    s.priority = cfg.priority;
+    s.advert_interval = std::chrono::duration_cast<vrrp_machine::centiseconds>(cfg.advert_interval);
+    s.preempt = cfg.preempt;
+    s.preempt_delay = cfg.preempt_delay;
+    return s;
+}
+
+// "10.0.0.100/24" -> address and prefix (validated by conf already).
+std::uint32_t address_part(const std::string& text) {
+    return parse_ipv4(text.substr(0, text.find('/'))).value_or(0);
+}
+
+int set_int(int fd, int level, int name, int value) { return ::setsockopt(fd, level, name, &value, sizeof value); }
+
+constexpr auto health_tick = std::chrono::milliseconds{250};
+
+}  // namespace
+
+vrrp_instance::vrrp_instance(net::io_context& ioc, const conf::vip_config& cfg, std::uint16_t stats_port,
+                             health_check health)
+    : ioc_(ioc),
+      cfg_(cfg),
+      stats_port_(stats_port),
+      health_(std::move(health)),
+      machine_(machine_settings(cfg)),
+      receiver_(ioc),
+      timer_(ioc),
+      garp_timer_(ioc),
+      health_timer_(ioc),
+      probe_timer_(ioc),
+      probe_(ioc) {
+    vip_ = address_part(cfg.address);
+    for (const auto& p : cfg.unicast_peers) {
+        peers_.push_back(parse_ipv4(p).value_or(0));
+    }
+    status_.address = cfg.address + "/" + std::to_string(cfg.prefix);
+    status_.interface = cfg.interface;
+    status_.priority = status_.effective_priority = cfg.priority;
+    status_.off_reason = cfg.enabled ? "not started" : "disabled in the configuration";
+}
+
+vrrp_instance::~vrrp_instance() {
+    if (send_fd_ >= 0) {
+        ::close(send_fd_);
+    }
+}
+
+void vrrp_instance::off(std::string why) {
+    status_.running = false;
+    status_.off_reason = std::move(why);
+    PATROXY_LOG(warn, "vip") << "virtual IP " << status_.address << " is off: " << status_.off_reason
+                             << " (patroxy proxies on without it)";
+}
+
+void vrrp_instance::start() {
+    if (!cfg_.enabled) {
+        return;
+    }
+    if (auto missing = missing_capabilities(); !missing.empty()) {
+        return off(missing + " for VRRP (raw sockets) and the address (netlink)");
+    }
+    std::string why;
+    auto link = find_interface(cfg_.interface, vip_, why);
+    if (!link) {
+        return off(why);
+    }
+    link_ = *link;
+    auto settings = machine_settings(cfg_);
+    settings.primary_address = link_.primary;
+    machine_ = vrrp_machine(settings);
+    if (!open_sockets(why)) {
+        return off(why);
+    }
+    // Left by a run that was killed: we are not master yet.
+    if (has_address(link_.name, vip_)) {
+        if (delete_address(link_.index, vip_, cfg_.prefix, why)) {
+            PATROXY_LOG(warn, "vip") << "removed " << ipv4_text(vip_) << " from " << link_.name
+                                     << ": left by an earlier run; it returns when this host is master";
+        } else {
+            PATROXY_LOG(error, "vip") << why;
+        }
+    }
+    status_.running = true;
+    status_.off_reason.clear();
+    const auto reason = health_();
+    status_.unhealthy_reason = reason;
+    const int priority = reason.empty() ? cfg_.priority : (cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight));
+    status_.effective_priority = priority;
+    PATROXY_LOG(info, "vip") << "VRRPv3 vrid " << cfg_.virtual_router_id << " on " << link_.name << " from "
+                             << ipv4_text(link_.primary) << ", VIP " << status_.address << ", priority " << priority
+                             << ", advert every " << cfg_.advert_interval.count() << "ms, "
+                             << (peers_.empty() ? "multicast 224.0.0.18" : "unicast to " + std::to_string(peers_.size()) + " peer(s)");
+    apply(machine_.start(clock::now(), priority), "start");
+    wait_for_adverts();
+    track_health();
+    probe_master();
+}
+
+bool vrrp_instance::open_sockets(std::string& why) {
+    const int rx = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, vrrp_protocol);
+    if (rx < 0) {
+        why = errno_text("VRRP receive socket");
+        return false;
+    }
+    receiver_.assign(rx);
+    send_fd_ = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, vrrp_protocol);
+    if (send_fd_ < 0) {
+        why = errno_text("VRRP send socket");
+        return false;
+    }
+    for (const int fd : {rx, send_fd_}) {
+        if (::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, link_.name.c_str(),
+                         static_cast<socklen_t>(link_.name.size())) != 0) {
+            why = errno_text("binding the VRRP sockets to the interface");
+            return false;
+        }
+    }
+    if (peers_.empty()) {
+        ip_mreqn group{};
+        group.imr_multiaddr.s_addr = htonl(vrrp_multicast);
+        group.imr_ifindex = link_.index;
+        if (::setsockopt(rx, IPPROTO_IP, IP_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+            why = errno_text("joining 224.0.0.18");
+            return false;
+        }
+        ip_mreqn out{};
+        out.imr_ifindex = link_.index;
+        ::setsockopt(send_fd_, IPPROTO_IP, IP_MULTICAST_IF, &out, sizeof out);
+    }
+    // RFC 5798 5.1.1.3: TTL 255, so receivers can tell the packet was not routed.
+    set_int(send_fd_, IPPROTO_IP, IP_MULTICAST_TTL, vrrp_ttl);
+    set_int(send_fd_, IPPROTO_IP, IP_TTL, vrrp_ttl);
+    set_int(send_fd_, IPPROTO_IP, IP_MULTICAST_LOOP, 0);
+    // The advert's source is our primary address (also in its checksum).
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(link_.primary);
+    if (::bind(send_fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+        why = errno_text("binding the VRRP send socket to the primary address");
+        return false;
+    }
+    return true;
+}
+
+void vrrp_instance::apply(const vrrp_actions& actions, std::string_view cause) {
+    const auto before = status_.state;
+    for (const auto& a : actions) {
+        std::string why;
+        switch (a.what) {
+        case vrrp_action::send_advert:
+            send_advert(a.priority);
+            break;
+        case vrrp_action::add_vip:
+            if (!add_address(link_.index, vip_, cfg_.prefix, why)) {
+                PATROXY_LOG(error, "vip") << why;
+            }
+            break;
+        case vrrp_action::remove_vip:
+            garps_left_ = 0;
+            garp_timer_.cancel();
+            if (!delete_address(link_.index, vip_, cfg_.prefix, why)) {
+                PATROXY_LOG(error, "vip") << why;
+            }
+            break;
+        case vrrp_action::send_garps:
+            garps_left_ = cfg_.garp_count;
+            next_garp();
+            break;
+        }
+    }
+    status_.state = machine_.state();
+    status_.effective_priority = machine_.priority();
+    status_.master = machine_.master_address() ? ipv4_text(*machine_.master_address()) : "";
+    if (status_.state != before) {
+        ++status_.transitions;
+        status_.last_transition = std::chrono::system_clock::now();
+        PATROXY_LOG(info, "vip") << "VRRP " << to_string(before) << " -> " << to_string(status_.state) << " (" << cause
+                                 << ")" << (status_.state == vrrp_state::master ? ": " + status_.address + " is here" : "");
+    }
+    arm_timer();
+}
+
+void vrrp_instance::send_advert(int priority) {
+    advert a;
+    a.vrid = static_cast<std::uint8_t>(cfg_.virtual_router_id);
+    a.priority = static_cast<std::uint8_t>(priority);
+    a.max_advert_int_cs = static_cast<std::uint16_t>(cfg_.advert_interval.count() / 10);
+    a.addresses = {vip_};
+    const auto send_to = [&](std::uint32_t dst) {
+        const auto bytes = encode_advert(a, link_.primary, dst);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(dst);
+        // One line when sending starts failing (link down) and one when it works again.
+        if (::sendto(send_fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+            if (!send_failing_) {
+                PATROXY_LOG(warn, "vip") << errno_text("sending adverts") << " (logged once until it works again)";
+            }
+            send_failing_ = true;
+        } else {
+            if (send_failing_) {
+                PATROXY_LOG(info, "vip") << "sending adverts works again";
+            }
+            send_failing_ = false;
+            ++status_.adverts_sent;
+        }
+    };
+    if (peers_.empty()) {
+        send_to(vrrp_multicast);
+    } else {
+        for (const auto p : peers_) {
+            send_to(p);
+        }
+    }
+}
+
+void vrrp_instance::next_garp() {
+    if (garps_left_ <= 0 || machine_.state() != vrrp_state::master) {
+        return;
+    }
+    --garps_left_;
+    std::string why;
+    if (!send_gratuitous_arp(link_, vip_, why) && !send_failing_) {
+        PATROXY_LOG(warn, "vip") << why;
+    }
+    garp_timer_.expires_after(cfg_.garp_interval);
+    garp_timer_.async_wait([this](error_code ec) {
+        if (!ec) {
+            next_garp();
+        }
+    });
+}
+
+void vrrp_instance::arm_timer() {
+    const auto due = machine_.next_deadline();
+    if (!due || stopped_) {
+        timer_.cancel();
+        return;
+    }
+    timer_.expires_at(*due);
+    timer_.async_wait([this](error_code ec) {
+        if (!ec) {
+            apply(machine_.on_timer(clock::now()),
+                  machine_.state() == vrrp_state::master ? "advert timer" : "no advert from a master within Master_Down_Interval");
+        }
+    });
+}
+
+void vrrp_instance::wait_for_adverts() {
+    receiver_.async_wait(net::posix::stream_descriptor::wait_read, [this](error_code ec) {
+        if (!ec && !stopped_) {
+            receive_adverts();
+            wait_for_adverts();
+        }
+    });
+}
+
+void vrrp_instance::receive_adverts() {
+    std::uint8_t packet[1500];
+    for (int i = 0; i < 64; ++i) {  // bounded: a flood cannot hold the control thread
+        const auto n = ::recv(receiver_.native_handle(), packet, sizeof packet, 0);
+        if (n <= 0) {
+            return;
+        }
+        on_packet(packet, static_cast<std::size_t>(n));
+    }
+}
+
+void vrrp_instance::on_packet(const std::uint8_t* data, std::size_t n) {
+    // A raw IPv4 socket hands us the IP header too.
+    if (n < 20 || (data[0] >> 4) != 4 || static_cast<std::size_t>(data[0] & 0x0f) * 4 > n) {
+        return drop("too_short");
+    }
+    const std::size_t header = static_cast<std::size_t>(data[0] & 0x0f) * 4;
+    const int ttl = data[8];
+    std::uint32_t src = 0;
+    std::uint32_t dst = 0;
+    std::memcpy(&src, data + 12, 4);
+    std::memcpy(&dst, data + 16, 4);
+    src = ntohl(src);
+    dst = ntohl(dst);
+    if (src == link_.primary) {
+        return;  // our own
+    }
+    const auto checked = check_advert({data + header, n - header}, ttl, src, dst,
+                                      static_cast<std::uint8_t>(cfg_.virtual_router_id));
+    if (checked.reason != drop_reason::none) {
+        return drop(to_string(checked.reason));
+    }
+    if (!peers_.empty() && std::find(peers_.begin(), peers_.end(), src) == peers_.end()) {
+        return drop("not_a_peer");
+    }
+    ++status_.adverts_received;
+    apply(machine_.on_advert(clock::now(), src, checked.value.priority,
+                             vrrp_machine::centiseconds{checked.value.max_advert_int_cs}),
+          "advert from " + ipv4_text(src) + " priority " + std::to_string(checked.value.priority));
+}
+
+void vrrp_instance::track_health() {
+    if (stopped_) {
+        return;
+    }
+    const auto reason = health_();
+    const int priority =
+        reason.empty() ? cfg_.priority : (cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight));
+    if (priority != machine_.priority()) {
+        if (reason.empty()) {
+            PATROXY_LOG(info, "vip") << "healthy again: priority back to " << priority;
+        } else {
+            PATROXY_LOG(warn, "vip") << reason << ": priority " << cfg_.priority << " -> " << priority
+                                     << (priority == 0 ? " (FAULT: this host must not hold the VIP)" : "");
+        }
+        status_.unhealthy_reason = reason;
+        apply(machine_.set_priority(clock::now(), priority), reason.empty() ? "healthy again" : reason);
+    }
+    health_timer_.expires_after(health_tick);
+    health_timer_.async_wait([this](error_code ec) {
+        if (!ec) {
+            track_health();
+        }
+    });
+}
+
+// The master's host refusing its stats port means its patroxy is gone while
+// the host is up: take over now instead of after Master_Down_Interval. Only
+// for a master whose stats port answered before (a keepalived peer has none),
+// and a silent host (timeout) still waits for the RFC timer.
+void vrrp_instance::probe_master() {
+    if (stopped_ || cfg_.peer_probe_interval.count() == 0) {
+        return;
+    }
+    const auto master = machine_.master_address();
+    if (!probing_ && machine_.state() == vrrp_state::backup && master) {
+        probing_ = true;
+        error_code ignored;
+        probe_.close(ignored);
+        const net::ip::tcp::endpoint ep(net::ip::address_v4(*master), stats_port_);
+        probe_.async_connect(ep, [this, target = *master](error_code ec) {
+            probing_ = false;
+            error_code ignored;
+            probe_.close(ignored);
+            if (stopped_ || ec == net::error::operation_aborted) {
+                return;
+            }
+            if (!ec) {
+                peers_with_patroxy_.insert(target);
+            } else if (ec == net::error::connection_refused && peers_with_patroxy_.count(target) != 0 &&
+                       machine_.master_address() == target) {
+                PATROXY_LOG(warn, "vip") << "patroxy on master " << ipv4_text(target) << " refused its stats port "
+                                         << stats_port_ << ": taking over now";
+                apply(machine_.on_master_dead(clock::now()), "the master's patroxy is gone (refused)");
+            }
+        });
+    }
+    probe_timer_.expires_after(cfg_.peer_probe_interval);
+    probe_timer_.async_wait([this](error_code ec) {
+        if (ec) {
+            return;
+        }
+        if (probing_) {
+            error_code ignored;
+            probe_.close(ignored);  // no answer within the interval: a silent host, not a refusal
+        }
+        probe_master();
+    });
+}
+
+void vrrp_instance::shutdown() {
+    if (!status_.running || stopped_) {
+        return;
+    }
+    apply(machine_.shutdown(clock::now()), "shutting down");
+    stopped_ = true;
+    error_code ignored;
+    timer_.cancel();
+    garp_timer_.cancel();
+    health_timer_.cancel();
+    probe_timer_.cancel();
+    probe_.close(ignored);
+    receiver_.close(ignored);
+}
+
+vip_status vrrp_instance::status() const { return status_; }
+
+}  // namespace patroxy::vip
