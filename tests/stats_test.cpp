@@ -132,6 +132,37 @@ TEST_CASE("status.json and the page list sessions with user and database and app
     CHECK(html.find("2 of 2 open sessions") != std::string::npos);
 }
 
+TEST_CASE("the VIP shows its VRRP state and priorities or why it is off", "[stats]") {
+    fixture f;
+    f.cfg.vip.enabled = true;
+    f.cfg.vip.address = "10.0.0.100";
+    f.cfg.vip.prefix = 24;
+    f.s.vip.address = "10.0.0.100/24";
+    f.s.vip.interface = "eth0";
+    f.s.vip.off_reason = "needs CAP_NET_RAW for VRRP";
+    auto j = stats::to_json(f.s);
+    CHECK(j["vip"]["state"] == "off");
+    CHECK(j["vip"]["reason"] == "needs CAP_NET_RAW for VRRP");
+    CHECK(stats::render_metrics(f.s).find("patroxy_vip_state{state=\"off\"} 1") != std::string::npos);
+
+    f.s.vip.running = true;
+    f.s.vip.state = vip::vrrp_state::master;
+    f.s.vip.priority = 150;
+    f.s.vip.effective_priority = 50;
+    f.s.vip.unhealthy_reason = "no leader known for 12s";
+    f.s.vip.dropped["bad_ttl"] = 5;
+    j = stats::to_json(f.s);
+    CHECK(j["vip"]["state"] == "master");
+    CHECK(j["vip"]["effective_priority"] == 50);
+    CHECK(j["vip"]["reason"] == "no leader known for 12s");
+    CHECK(j["vip"]["adverts_dropped_total"]["bad_ttl"] == 5);
+    const auto text = stats::render_metrics(f.s);
+    CHECK(text.find("patroxy_vip_master 1") != std::string::npos);
+    CHECK(text.find("patroxy_vip_priority{kind=\"effective\"} 50") != std::string::npos);
+    CHECK(text.find("patroxy_vip_adverts_dropped_total{reason=\"bad_ttl\"} 5") != std::string::npos);
+    CHECK(stats::render_html(f.s).find("<b>master</b>") != std::string::npos);
+}
+
 TEST_CASE("metrics are Prometheus text with patroxy_ names and labels", "[stats]") {
     fixture f;
     const auto text = stats::render_metrics(f.s);
