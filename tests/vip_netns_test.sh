@@ -269,6 +269,21 @@ echo "$decoded" | grep -q "$NET_B > 224.0.0.18.*VRRPv3, Advertisement, vrid 51, 
 echo "$decoded" | grep -q "prio 0" || fail "interop: the capture has no priority 0 advert"
 say "capture: $pcap ($(echo "$decoded" | grep -c VRRPv3) adverts; decoded in vrrp-interop.txt)"
 
+# ---- without CAP_NET_RAW/CAP_NET_ADMIN: the VIP is off, says why, and patroxy proxies on
+config=$(px_config a 150)
+sed -i "s/bind: $NET_VIP, port: 5000/bind: $NET_A, port: 5000/" "$config"
+ip netns exec "$(ns a)" setpriv --bounding-set=-net_raw,-net_admin --inh-caps=-net_raw,-net_admin \
+    "$patroxy" -c "$config" >> "$work/patroxy-a-nocaps.log" 2>&1 &
+pid[px-a]=$!
+wait_for 10 bash -c "ip netns exec $(ns c) curl -fsS --max-time 1 http://$NET_A:7000/status.json | grep -q CAP_NET_RAW" ||
+    fail "without capabilities the VIP does not say which one is missing"
+[ "$(vip_field $NET_A "v['state']")" = off ] || fail "without capabilities the VIP is not off"
+wait_for 15 bash -c "[ \"\$(ip netns exec $(ns c) psql -XAt 'host=$NET_A port=5000 user=$LAB_SUPERUSER password=$LAB_SUPERUSER_PASSWORD dbname=$LAB_DATABASE sslmode=disable connect_timeout=1' -c 'select pg_is_in_recovery()')\" = f ]" ||
+    fail "without capabilities patroxy does not proxy"
+[ "$(vip_holder)" = none ] || fail "a host without capabilities holds the VIP"
+say "without capabilities: $(vip_field $NET_A "v['reason']")"
+stop_proc px-a TERM
+
 if [ "$failures" -ne 0 ]; then
     say "$failures check(s) failed"
     exit 1

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""Workload 8: a writer opens a fresh connection through a write port every
+100 ms and inserts one row; meanwhile the lab cluster switches over or loses
+its leader to SIGKILL. Prints one JSON object: the window without successful
+writes, failed attempts (with the first errors), how long after Patroni's
+promotion (from the cluster's /history) writes resumed, acknowledged writes
+missing afterwards, and writes acknowledged by a member after it stopped being
+the leader.
+
+  failover.py --port P --event switchover|kill --lab lab/cluster.sh [--before 3] [--after 12]
+
+Runs with Debian's python3 and python3-psycopg2 (Patroni's own dependency).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+
+import psycopg2
+
+
+def lab_env(lab):
+    """lab/lab.env as the lab script sees it."""
+    env_file = os.path.join(os.path.dirname(os.path.abspath(lab)), "lab.env")
+    out = subprocess.run(["bash", "-c", 'set -a; . "$1"; env -0', "-", env_file], capture_output=True, check=True).stdout
+    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+
+
+def dsn(env, port, timeout=3):
+    return (f"host=127.0.0.1 port={port} user={env['LAB_SUPERUSER']} password={env['LAB_SUPERUSER_PASSWORD']} "
+            f"dbname={env['LAB_DATABASE']} sslmode=disable connect_timeout={timeout}")
+
+
+def patroni_history(env):
+    base = int(env["LAB_API_PORT_BASE"])
+    for i in range(3):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{base + i}/history", timeout=2) as r:
+                return json.load(r)
+        except OSError:
+            continue
+    return []
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--event", choices=["switchover", "kill"], required=True)
+    ap.add_argument("--lab", required=True)
+    ap.add_argument("--before", type=float, default=3.0)
+    ap.add_argument("--after", type=float, default=12.0)
+    args = ap.parse_args()
+    env = lab_env(args.lab)
+    pg_base = int(env["LAB_PG_PORT_BASE"])
+
+    old_leader = subprocess.run([args.lab, "leader"], capture_output=True, text=True, check=True).stdout.strip()
+    old_port = pg_base + int(old_leader[2:])
+    with psycopg2.connect(dsn(env, old_port)) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS failover_probe (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+        cur.execute("TRUNCATE failover_probe")
+    history_before = len(patroni_history(env))
+
+    attempts = []  # (id, start, end, ok, member port or error)
+    stop = threading.Event()
+
+    def writer():
+        n = 0
+        next_at = time.time()
+        while not stop.is_set():
+            n += 1
+            start = time.time()
+            try:
+                c = psycopg2.connect(dsn(env, args.port, timeout=10))
+                try:
+                    c.autocommit = True
+                    with c.cursor() as cur:
+                        cur.execute("INSERT INTO failover_probe (id) VALUES (%s) RETURNING inet_server_port()", (n,))
+                        port = cur.fetchone()[0]
+                    attempts.append((n, start, time.time(), True, port))
+                finally:
+                    c.close()
+            except psycopg2.Error as e:
+                attempts.append((n, start, time.time(), False, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__))
+            next_at += 0.1
+            time.sleep(max(0.0, next_at - time.time()))
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(args.before)
+    event_at = time.time()
+    cmd = "switchover" if args.event == "switchover" else "kill-leader"
+    subprocess.run([args.lab, cmd], capture_output=True, text=True)
+    time.sleep(args.after)
+    stop.set()
+    t.join(30)
+
+    # Promotion time: the newest history entry (timestamp of the new leader taking over).
+    history = patroni_history(env)
+    promoted_at = None
+    new_leader = None
+    if len(history) > history_before:
+        entry = history[-1]
+        promoted_at = datetime.datetime.fromisoformat(entry[3]).timestamp()
+        new_leader = entry[4] if len(entry) > 4 else None
+    if new_leader is None:
+        new_leader = subprocess.run([args.lab, "leader"], capture_output=True, text=True).stdout.strip() or None
+
+    ok = [a for a in attempts if a[3]]
+    failed = [a for a in attempts if not a[3]]
+    # The window: from the last success before the first failure after the
+    # event (or the event) to the first success from the new leader.
+    new_port = pg_base + int(new_leader[2:]) if new_leader else None
+    first_new = next((a for a in ok if a[4] == new_port and a[1] >= event_at - 1), None)
+    last_old = max((a[2] for a in ok if a[4] == old_port), default=event_at)
+    window = (first_new[2] - last_old) if first_new else None
+    resumed_after_promotion = (first_new[2] - promoted_at) if first_new and promoted_at else None
+    demoted_acks = [a for a in ok if a[4] == old_port and promoted_at and a[2] > promoted_at]
+
+    # Acknowledged writes present afterwards (read from the new leader).
+    lost = None
+    if new_port:
+        with psycopg2.connect(dsn(env, new_port)) as c, c.cursor() as cur:
+            cur.execute("SELECT id FROM failover_probe")
+            present = {r[0] for r in cur.fetchall()}
+        lost = sorted(a[0] for a in ok if a[0] not in present)
+
+    errors = {}
+    for a in failed:
+        errors[a[4]] = errors.get(a[4], 0) + 1
+    print(json.dumps({
+        "event": args.event,
+        "port": args.port,
+        "old_leader": old_leader,
+        "new_leader": new_leader,
+        "attempts": len(attempts),
+        "succeeded": len(ok),
+        "failed": len(failed),
+        "window_s": window,
+        "promotion_after_event_s": (promoted_at - event_at) if promoted_at else None,
+        "resumed_after_promotion_s": resumed_after_promotion,
+        "acked_by_demoted_member": len(demoted_acks),
+        "acked_writes_lost": None if lost is None else len(lost),
+        "errors": errors,
+    }))
+
+
+if __name__ == "__main__":
+    main()
