@@ -4,20 +4,26 @@
 # interleaved within each round; medians over the rounds go to
 # bench/RESULTS.md with the ratios, raw rows to bench/out/.
 #
-#   bench/run.sh [--rounds N] [--duration SECONDS] [--quick]
+#   bench/run.sh [--rounds N] [--duration SECONDS] [--quick] [--workloads LIST]
+#
+# LIST (comma-separated, default all): pgbench (workloads 1, 2, 7), connect (3),
+# copy (4), standin (5, 6), failover (8).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/lab/lab.env"
 rounds=3
 duration=10
+workloads=pgbench,connect,copy,standin,failover
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) rounds=$2; shift 2 ;;
         --duration) duration=$2; shift 2 ;;
         --quick) rounds=1; duration=5; shift ;;
-        *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+        --workloads) workloads=$2; shift 2 ;;
+        *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 done
+wanted() { [[ ",$workloads," == *",$1,"* ]]; }
 build=${BUILD_DIR:-$here/build}
 # Both proxies hold two descriptors per session: room for the seed's maxconn.
 ulimit -n "$(ulimit -Hn)"
@@ -110,39 +116,94 @@ run() {
 }
 
 printf 'round\tworkload\tpath\ttps\tp50_ms\tp99_ms\tproxy_cpu_s_per_1k_tx\tfailed\n' > "$out/results.tsv"
+printf 'round\tworkload\tpath\tvalue\tunit\n' > "$out/extra.tsv"
 paths=(direct patroxy haproxy)
+# port_of PATH write|read -> "PORT PID" (PID - for direct)
+port_of() {
+    case $1/$2 in
+        direct/write) echo "$leader_port -" ;;
+        direct/read) echo "$replica_port -" ;;
+        patroxy/write) echo "$PX_WRITE $px_pid" ;;
+        patroxy/read) echo "$PX_READ $px_pid" ;;
+        haproxy/write) echo "$HA_WRITE $ha_pid" ;;
+        haproxy/read) echo "$HA_READ $ha_pid" ;;
+    esac
+}
 for round in $(seq "$rounds"); do
     # Rotate the order each round so no path always runs first (warm caches).
     order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
-    for clients in 8 64; do
-        for port_kind in write read; do
-            for mode in simple prepared; do
-                w="select-only c$clients $port_kind $mode"
-                for path in "${order[@]}"; do
-                    case $path/$port_kind in
-                        direct/write) port=$leader_port pid=- ;;
-                        direct/read) port=$replica_port pid=- ;;
-                        patroxy/write) port=$PX_WRITE pid=$px_pid ;;
-                        patroxy/read) port=$PX_READ pid=$px_pid ;;
-                        haproxy/write) port=$HA_WRITE pid=$ha_pid ;;
-                        haproxy/read) port=$HA_READ pid=$ha_pid ;;
-                    esac
-                    run "$round" "$w" "$path" "$port" "$pid" -n -S -c "$clients" -M "$mode"
+    if wanted pgbench; then
+        for clients in 8 64; do
+            for port_kind in write read; do
+                for mode in simple prepared; do
+                    for path in "${order[@]}"; do
+                        read -r port pid < <(port_of "$path" "$port_kind")
+                        run "$round" "select-only c$clients $port_kind $mode" "$path" "$port" "$pid" -n -S -c "$clients" -M "$mode"
+                    done
                 done
             done
         done
-    done
-    for path in "${order[@]}"; do
-        case $path in
-            direct) port=$leader_port pid=- ;;
-            patroxy) port=$PX_WRITE pid=$px_pid ;;
-            haproxy) port=$HA_WRITE pid=$ha_pid ;;
-        esac
-        run "$round" "tpc-b c8 write" "$path" "$port" "$pid" -c 8
-    done
+        for path in "${order[@]}"; do
+            read -r port pid < <(port_of "$path" write)
+            run "$round" "tpc-b c8 write" "$path" "$port" "$pid" -c 8
+        done
+    fi
+    if wanted connect; then
+        # Workload 3: a new connection per transaction (the trust user: no SCRAM in the way).
+        for port_kind in write read; do
+            for path in "${order[@]}"; do
+                read -r port pid < <(port_of "$path" "$port_kind")
+                run "$round" "connect-per-tx c8 $port_kind" "$path" "$port" "$pid" -n -S -C -c 8
+            done
+        done
+    fi
+    if wanted copy; then
+        # Workload 4: COPY of pgbench_accounts (scale 10: ~100 MB of text) out through the read port.
+        for path in "${order[@]}"; do
+            read -r port pid < <(port_of "$path" read)
+            mbs=$(/usr/bin/python3 - "$port" <<'PY'
+import subprocess, sys, time
+t0 = time.time()
+p = subprocess.Popen(["psql", "-X", "-q", "-p", sys.argv[1], "-c", "COPY pgbench_accounts TO STDOUT"], stdout=subprocess.PIPE)
+n = 0
+while chunk := p.stdout.read(1 << 20):
+    n += len(chunk)
+p.wait()
+print(f"{n / (time.time() - t0) / 1e6:.1f}" if p.returncode == 0 and n > 0 else "nan")
+PY
+)
+            printf '%s\t%s\t%s\t%s\t%s\n' "$round" "copy-out read" "$path" "$mbs" "MB/s" >> "$out/extra.tsv"
+            say "round $round copy-out read $path: $mbs MB/s"
+        done
+    fi
 done
 
+if wanted standin; then
+    "$here/bench/standin_run.sh" "$build" "$out" "$rounds" >> "$out/extra.tsv"
+fi
+
+if wanted failover; then
+    # Workload 8: switchover and SIGKILL of the leader, through patroxy and HAProxy.
+    : > "$out/failover.jsonl"
+    for round in $(seq "$rounds"); do
+        for event in switchover kill; do
+            for path in patroxy haproxy; do
+                read -r port pid < <(port_of "$path" write)
+                "$here/lab/cluster.sh" wait-healthy 90 >/dev/null
+                for _ in $(seq 150); do haproxy_settled 2>/dev/null && break; sleep 0.2; done
+                old=$("$here/lab/cluster.sh" leader)
+                result=$(/usr/bin/python3 "$here/bench/failover.py" --port "$port" --event "$event" --lab "$here/lab/cluster.sh")
+                echo "{\"round\": $round, \"path\": \"$path\", \"result\": $result}" >> "$out/failover.jsonl"
+                say "round $round failover $event $path: $result"
+                [ "$event" = kill ] && "$here/lab/cluster.sh" start "$old" >/dev/null
+            done
+        done
+    done
+    "$here/lab/cluster.sh" wait-healthy 90 >/dev/null
+fi
+
 python3 "$here/bench/summarize.py" "$out/results.tsv" "$here/bench/RESULTS.md" \
-    --command "bench/run.sh --rounds $rounds --duration $duration" --chart "$here/bench/results.png"
+    --extra "$out/extra.tsv" --failover "$out/failover.jsonl" \
+    --command "bench/run.sh --rounds $rounds --duration $duration --workloads $workloads" --chart "$here/bench/results.png"
 say "results: bench/RESULTS.md (raw rows: $out/results.tsv)"
 exit 0

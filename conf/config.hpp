@@ -59,7 +59,7 @@ struct listener_config {
 /// Patroni REST checks: HAProxy's `inter`, `fall`, `rise`, plus what Patroni tells.
 struct health_config {
     milliseconds interval{3000};
-    milliseconds fast_interval{1000};     ///< while a member or the cluster is changing
+    milliseconds fast_interval{500};      ///< while a member or the cluster is changing (writes resume within 1 s of a promotion)
     milliseconds timeout{2000};           ///< one whole check: connect, request, answer
     int fall = 3;
     int rise = 2;

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Workloads 5 and 6: the proxy's own capacity with PostgreSQL out of the way.
+# One stand-in member (bench/standin_main.cpp: startup answered at once, then
+# echo; a Patroni-shaped API saying "leader"), reached directly, through
+# patroxy and through HAProxy (the seed's check settings), interleaved per round:
+#   5. sessions per second (startup -> ReadyForQuery -> Terminate, 8 streams)
+#      and relay throughput (4 sessions echoing 16 KiB chunks), MB/s both ways
+#   6. RSS growth per idle session with 9,000 sessions open (the machine's hard
+#      descriptor limit is 20,000 and a proxy holds two per session)
+# Prints TSV rows (round, workload, path, value, unit) on stdout; logs on stderr.
+#
+#   bench/standin_run.sh BUILD_DIR OUT_DIR ROUNDS
+set -euo pipefail
+build=${1:?build dir} out=${2:?out dir} rounds=${3:-3}
+here=$(cd "$(dirname "$0")/.." && pwd)
+ulimit -n "$(ulimit -Hn)"
+say() { printf '[standin %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+PG=16432 API=16433 PX=6100 PX_STATS=17101 HA=7600 HA_STATS=7601
+idle_sessions=${IDLE_SESSIONS:-9000}
+
+"$build/patroxy_standin_server" --port $PG --api-port $API 2>"$out/standin.log" &
+standin=$!
+cat > "$out/patroxy-standin.yml" <<EOF
+members:
+  - {name: standin, host: 127.0.0.1, port: $PG, api: "http://127.0.0.1:$API"}
+listeners:
+  - {name: master, role: write, bind: 127.0.0.1, port: $PX, maxconn: 20000}
+stats: {bind: 127.0.0.1, port: $PX_STATS}
+log: {level: warn}
+EOF
+"$build/patroxy" -c "$out/patroxy-standin.yml" </dev/null >/dev/null 2>"$out/patroxy-standin.log" &
+px=$!
+cat > "$out/haproxy-standin.cfg" <<EOF
+global
+    pidfile $out/haproxy-standin.pid
+defaults
+    mode tcp
+    retries 2
+    timeout queue 5s
+    timeout connect 5s
+    timeout client 60m
+    timeout server 60m
+    timeout check 15s
+listen stats
+    mode http
+    bind 127.0.0.1:$HA_STATS
+    stats enable
+    stats uri /
+listen master
+    bind 127.0.0.1:$HA
+    maxconn 20000
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
+    server standin 127.0.0.1:$PG check port $API
+EOF
+haproxy -f "$out/haproxy-standin.cfg" -db </dev/null >"$out/haproxy-standin.log" 2>&1 &
+ha=$!
+trap 'kill $standin $px $ha 2>/dev/null; wait $standin $px $ha 2>/dev/null || true' EXIT
+
+client=$build/patroxy_bench_client
+ready() { "$client" connect --port "$1" --seconds 0.2 --threads 1 | grep -q ' 0 errors'; }
+for port in $PG $PX $HA; do
+    for _ in $(seq 100); do ready $port 2>/dev/null && break; sleep 0.1; done
+    ready $port || { say "port $port does not answer"; exit 1; }
+done
+
+port_of() { case $1 in direct) echo $PG;; patroxy) echo $PX;; haproxy) echo $HA;; esac; }
+pid_of() { case $1 in patroxy) echo $px;; haproxy) echo $ha;; esac; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+
+paths=(direct patroxy haproxy)
+for round in $(seq "$rounds"); do
+    order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
+    for path in "${order[@]}"; do
+        rate=$("$client" connect --port "$(port_of "$path")" --seconds 5 --threads 8 | awk '{print $1}')
+        printf '%s\tproxy-only sessions/s\t%s\t%s\tsessions/s\n' "$round" "$path" "$rate"
+        say "round $round sessions/s $path: $rate"
+    done
+    for path in "${order[@]}"; do
+        mbs=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 4 | awk '{print $1}')
+        printf '%s\tproxy-only relay\t%s\t%s\tMB/s\n' "$round" "$path" "$mbs"
+        say "round $round relay $path: $mbs MB/s"
+    done
+    for path in patroxy haproxy; do
+        pid=$(pid_of $path)
+        before=$(rss_kib "$pid")
+        coproc idle { "$client" idle --port "$(port_of $path)" --count "$idle_sessions"; }
+        read -r status opened _ _ <&"${idle[0]}"
+        after=$(rss_kib "$pid")
+        echo done >&"${idle[1]}"
+        wait "$idle_PID" || true
+        per=$(awk -v a="$after" -v b="$before" -v n="$opened" 'BEGIN {printf "%.2f", (a - b) / n}')
+        printf '%s\tidle session RSS\t%s\t%s\tKiB/session\n' "$round" "$path" "$per"
+        say "round $round idle $path: $status $opened sessions, RSS $before -> $after KiB: $per KiB/session"
+        sleep 1  # let the proxy close them all before the next measurement
+    done
+done
