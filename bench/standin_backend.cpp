@@ -108,6 +108,11 @@ struct standin_backend::connection : std::enable_shared_from_this<connection> {
             if (ec) {
                 return;
             }
+            // A Terminate ('X', length 4) ends the session as PostgreSQL does;
+            // echoing it would reset the client that already closed.
+            if (got == 5 && self->buf[0] == 'X' && self->buf[4] == 4) {
+                return;
+            }
             net::async_write(self->socket, net::buffer(self->buf.data(), got), [self](error_code wec, std::size_t) {
                 if (!wec) {
                     self->echo();

@@ -3,7 +3,7 @@
 // connect cost and relay throughput (bench/), and routing checks in component
 // tests. It answers a startup with AuthenticationOk, ParameterStatus
 // server_name=<its name>, BackendKeyData and ReadyForQuery, then echoes every
-// byte. SSLRequest/GSSENCRequest get 'N'; CancelRequests are recorded.
+// byte until a lone Terminate message, which closes the session. SSLRequest/GSSENCRequest get 'N'; CancelRequests are recorded.
 
 #include "protocol/first_packet.hpp"
 

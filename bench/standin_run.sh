@@ -74,9 +74,16 @@ paths=(direct patroxy haproxy)
 for round in $(seq "$rounds"); do
     order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
     for path in "${order[@]}"; do
+        pid=$(pid_of "$path")
+        [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
         rate=$("$client" connect --port "$(port_of "$path")" --seconds 5 --threads 8 | awk '{print $1}')
         printf '%s\tproxy-only sessions/s\t%s\t%s\tsessions/s\n' "$round" "$path" "$rate"
-        say "round $round sessions/s $path: $rate"
+        if [ -n "$pid" ]; then
+            # The proxy's own CPU per session (user+system), whatever the rate.
+            us=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" -v r="$rate" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (r * 5)}')
+            printf '%s\tproxy-only CPU per session\t%s\t%s\tus/session\n' "$round" "$path" "$us"
+        fi
+        say "round $round sessions/s $path: $rate ${us:-} us CPU/session"
     done
     for path in "${order[@]}"; do
         mbs=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 4 | awk '{print $1}')

@@ -30,16 +30,16 @@ std::string seconds_text(milliseconds d) {
 }
 }  // namespace
 
-session::session(worker& owner, std::size_t listener, tcp::socket client)
+session::session(worker& owner, std::size_t listener, tcp::socket client, const tcp::endpoint& peer)
     : owner_(owner),
       listener_(listener),
       client_(std::move(client)),
       server_(owner.ioc()),
       deadline_(owner.ioc()),
-      started_(clock::now()) {
-    error_code ec;
-    const auto ep = client_.remote_endpoint(ec);
-    client_text_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
+      started_(clock::now()),
+      client_text_(peer.address().to_string() + ":" + std::to_string(peer.port())) {
+    error_code ignored;
+    client_.non_blocking(true, ignored);  // see connect_to()
 }
 
 session::~session() { owner_.remove(this); }
@@ -196,6 +196,10 @@ void session::connect_to(std::size_t member) {
     ++attempts_;
     error_code ignored;
     server_.close(ignored);
+    // Non-blocking from the start: asio then needs no ioctl of its own, and
+    // the relay's direct reads and writes need none either.
+    server_.open(owner_.member_endpoint(member).protocol(), ignored);
+    server_.non_blocking(true, ignored);
     arm(owner_.config().timeouts.connect, close_reason::connect_failed);
     // A timed-out attempt's handler runs later with operation_aborted; the
     // attempt number tells it apart from the current one.
@@ -266,9 +270,6 @@ void session::start_relay() {
     const auto kind = packet_->kind;
     scanning_ = kind == first_kind::startup || kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
     awaiting_encryption_answer_ = kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
-    error_code ignored;
-    client_.non_blocking(true, ignored);
-    server_.non_blocking(true, ignored);
     last_read_[from_client] = last_read_[from_server] = clock::now();
     arm_idle_check();
     try_read(from_server);

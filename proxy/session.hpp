@@ -49,7 +49,8 @@ struct session_view {
 
 class session : public std::enable_shared_from_this<session> {
 public:
-    session(worker& owner, std::size_t listener, tcp::socket client);
+    /// `peer`: the client's address, as accept reported it.
+    session(worker& owner, std::size_t listener, tcp::socket client, const tcp::endpoint& peer);
     ~session();
     session(const session&) = delete;
     session& operator=(const session&) = delete;

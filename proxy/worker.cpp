@@ -54,6 +54,7 @@ void worker::open_listeners() {
                                      std::to_string(l.port) + ": " + ec.message());
         }
         acceptors_.push_back(std::move(acceptor));
+        peers_.emplace_back();
         accept_retry_.push_back(std::make_unique<net::steady_timer>(ioc_));
     }
 }
@@ -69,7 +70,8 @@ void worker::do_accept(std::size_t listener) {
     if (!accepting_) {
         return;
     }
-    acceptors_[listener]->async_accept(ioc_, [this, listener](error_code ec, tcp::socket socket) {
+    // The peer address comes with accept itself (no getpeername per session).
+    acceptors_[listener]->async_accept(ioc_, peers_[listener], [this, listener](error_code ec, tcp::socket socket) {
         on_accept(listener, ec, std::move(socket));
     });
 }
@@ -91,7 +93,7 @@ void worker::on_accept(std::size_t listener, error_code ec, tcp::socket socket) 
         return;
     }
     const int active = count_in(slots_[listener].active, slots_[listener].peak);
-    auto s = std::make_shared<session>(*this, listener, std::move(socket));
+    auto s = std::make_shared<session>(*this, listener, std::move(socket), peers_[listener]);
     s->start(active > cfg_.listeners[listener].maxconn);
     do_accept(listener);
 }

@@ -118,6 +118,7 @@ private:
     health::topology_ptr topology_;
     std::vector<tcp::endpoint> member_endpoints_;
     bool accepting_ = true;
+    std::vector<tcp::endpoint> peers_;   ///< per listener: filled by its pending accept
     std::thread thread_;
 };
 
