@@ -4,6 +4,7 @@ and a PNG chart drawn by gnuplot."""
 
 import argparse
 import csv
+import json
 import datetime
 import math
 import os
@@ -56,6 +57,8 @@ def main():
     ap.add_argument("results_md")
     ap.add_argument("--command", required=True)
     ap.add_argument("--chart")
+    ap.add_argument("--extra", help="round/workload/path/value/unit rows: COPY, stand-in capacity, memory")
+    ap.add_argument("--failover", help="failover.py results, one JSON object per line")
     args = ap.parse_args()
 
     runs = defaultdict(list)
@@ -111,6 +114,72 @@ def main():
         h = med(w, "haproxy", "proxy_cpu_s_per_1k_tx")
         lines.append(f"| {w} | {show(p, 4)} | {show(h, 4)} | {show(ratio(p, h), 2)} |")
 
+    extra, extra_order, units = defaultdict(list), [], {}
+    if args.extra and os.path.exists(args.extra):
+        with open(args.extra) as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                if row["workload"] not in extra_order:
+                    extra_order.append(row["workload"])
+                extra[(row["workload"], row["path"])].append(number(row["value"]))
+                units[row["workload"]] = row["unit"]
+
+    def xmed(workload, path):
+        return median(extra.get((workload, path), []))
+
+    if extra_order:
+        lines += [
+            "",
+            "## Streaming, proxy-only capacity and memory (medians)",
+            "",
+            "COPY: `COPY pgbench_accounts TO STDOUT` (scale 10) through the read port. Proxy-only: one stand-in",
+            "member (`bench/standin_main.cpp`: startup answered at once, then echo) so PostgreSQL is out of the",
+            "way (`bench/standin_run.sh`); sessions/s = startup to ReadyForQuery to Terminate, 8 streams; relay =",
+            "4 sessions echoing 16 KiB chunks, bytes both ways. Idle sessions: RSS growth of the proxy process",
+            "with 9,000 sessions open (the machine's hard descriptor limit is 20,000 and a proxy holds two per",
+            "session, so 10,000 cannot be opened here).",
+            "",
+            "| workload | direct | patroxy | HAProxy | unit | patroxy/direct | patroxy/HAProxy |",
+            "|---|---:|---:|---:|---|---:|---:|",
+        ]
+        for w in extra_order:
+            d, p, h = (xmed(w, x) for x in PATHS)
+            lines.append(f"| {w} | {show(d)} | {show(p, 2)} | {show(h, 2)} | {units[w]} | {show(ratio(p, d), 2)} | "
+                         f"{show(ratio(p, h), 2)} |")
+
+    failovers = []
+    if args.failover and os.path.exists(args.failover):
+        with open(args.failover) as f:
+            failovers = [json.loads(line) for line in f if line.strip()]
+    if failovers:
+        lines += [
+            "",
+            "## Failover (workload 8)",
+            "",
+            "A writer opens a fresh connection through the write port every 100 ms and inserts one row",
+            "(`bench/failover.py`); 3 s in, `lab/cluster.sh switchover` (patronictl) or `kill-leader` (SIGKILL of",
+            "the leader's PostgreSQL and Patroni). Promotion time from Patroni's `/history`. Window: from the last",
+            "write acknowledged by the old leader to the first acknowledged by the new one. Medians over rounds;",
+            "demoted and lost are totals over all rounds.",
+            "",
+            "| event | path | failed attempts | window s | promoted after event s | writes resumed after promotion s | acked by demoted member | acked writes lost | errors seen |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for event in ("switchover", "kill"):
+            for path in ("patroxy", "haproxy"):
+                rs = [x["result"] for x in failovers if x["path"] == path and x["result"]["event"] == event]
+                if not rs:
+                    continue
+                val = lambda k: median([number(r.get(k)) if r.get(k) is not None else math.nan for r in rs])
+                errors = {}
+                for r in rs:
+                    for e, n in r.get("errors", {}).items():
+                        errors[e] = errors.get(e, 0) + n
+                seen = "; ".join(f"{n}x {e[:70]}" for e, n in sorted(errors.items(), key=lambda kv: -kv[1])[:2]) or "-"
+                lines.append(f"| {event} | {path} | {show(val('failed'), 0)} | {show(val('window_s'), 2)} | "
+                             f"{show(val('promotion_after_event_s'), 2)} | {show(val('resumed_after_promotion_s'), 2)} | "
+                             f"{sum(r.get('acked_by_demoted_member') or 0 for r in rs)} | "
+                             f"{sum(r.get('acked_writes_lost') or 0 for r in rs)} | {seen.replace('|', '/')} |")
+
     select = [w for w in order if w.startswith("select-only")]
     vs_haproxy = [ratio(med(w, "patroxy", "tps"), med(w, "haproxy", "tps")) for w in select]
     vs_direct = [ratio(med(w, "patroxy", "tps"), med(w, "direct", "tps")) for w in select if " write " in w]
@@ -125,8 +194,30 @@ def main():
         f" -> {'met' if vs_direct and min(vs_direct) >= 0.8 else 'NOT met'}",
         f"- Proxy CPU per transaction, patroxy/HAProxy <= 1.0: highest {show(max(cpu, default=math.nan), 2)}"
         f" -> {'met' if cpu and max(cpu) <= 1.0 else 'NOT met'}",
-        "",
     ]
+    connect = [ratio(med(w, "patroxy", "tps"), med(w, "haproxy", "tps")) for w in order if w.startswith("connect-per-tx")]
+    if connect:
+        lines.append(f"- New connection per transaction, patroxy/HAProxy >= 1.0: lowest {show(min(connect), 2)}"
+                     f" -> {'met' if min(connect) >= 1.0 else 'NOT met'}")
+    if extra_order:
+        rate = ratio(xmed("proxy-only sessions/s", "patroxy"), xmed("proxy-only sessions/s", "haproxy"))
+        idle = xmed("idle session RSS", "patroxy")
+        lines.append(f"- Proxy-only sessions/s, patroxy/HAProxy >= 1.0: {show(rate, 2)} -> {'met' if rate >= 1.0 else 'NOT met'}")
+        lines.append(f"- Idle session RSS <= 8 KiB: {show(idle, 2)} KiB -> {'met' if idle <= 8 else 'NOT met'}")
+    if failovers:
+        px = [x["result"] for x in failovers if x["path"] == "patroxy"]
+        resumed = [r["resumed_after_promotion_s"] for r in px if r.get("resumed_after_promotion_s") is not None]
+        sw_failed = sum(r["failed"] for r in px if r["event"] == "switchover")
+        demoted = sum(r.get("acked_by_demoted_member") or 0 for r in px)
+        lost = sum(r.get("acked_writes_lost") or 0 for r in px)
+        worst = max(resumed, default=math.nan)
+        lines.append(f"- Failover: writes resume within 1 s of the promotion: worst {show(worst, 2)} s -> "
+                     f"{'met' if resumed and worst <= 1.0 else 'NOT met'}")
+        lines.append(f"- Switchover with wait_for_backend above the promotion time: {sw_failed} failed connections -> "
+                     f"{'met' if sw_failed == 0 else 'NOT met'}")
+        lines.append(f"- Writes acknowledged by a demoted member: {demoted}; acknowledged writes lost: {lost} -> "
+                     f"{'met' if demoted == 0 and lost == 0 else 'NOT met'}")
+    lines.append("")
     if args.chart:
         lines += ["![median TPS per workload](results.png)", ""]
         draw_chart(order, med, args.chart)

@@ -79,6 +79,13 @@ void vrrp_instance::off(std::string why) {
                              << " (patroxy proxies on without it)";
 }
 
+int vrrp_instance::priority_for(const std::string& unhealthy_reason) const {
+    if (unhealthy_reason.empty()) {
+        return cfg_.priority;
+    }
+    return cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight);  // 0: FAULT
+}
+
 void vrrp_instance::start() {
     if (!cfg_.enabled) {
         return;
@@ -111,7 +118,7 @@ void vrrp_instance::start() {
     status_.off_reason.clear();
     const auto reason = health_();
     status_.unhealthy_reason = reason;
-    const int priority = reason.empty() ? cfg_.priority : (cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight));
+    const int priority = priority_for(reason);
     status_.effective_priority = priority;
     PATROXY_LOG(info, "vip") << "VRRPv3 vrid " << cfg_.virtual_router_id << " on " << link_.name << " from "
                              << ipv4_text(link_.primary) << ", VIP " << status_.address << ", priority " << priority
@@ -328,8 +335,7 @@ void vrrp_instance::track_health() {
         return;
     }
     const auto reason = health_();
-    const int priority =
-        reason.empty() ? cfg_.priority : (cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight));
+    const int priority = priority_for(reason);
     if (priority != machine_.priority()) {
         if (reason.empty()) {
             PATROXY_LOG(info, "vip") << "healthy again: priority back to " << priority;

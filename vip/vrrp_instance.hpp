@@ -67,6 +67,8 @@ private:
     void receive_adverts();
     void on_packet(const std::uint8_t* data, std::size_t n);
     void track_health();
+    /// The configured priority, less the weight while unhealthy (0 with weight 0).
+    int priority_for(const std::string& unhealthy_reason) const;
     void probe_master();
     void drop(std::string_view reason) { ++status_.dropped[std::string(reason)]; }
 

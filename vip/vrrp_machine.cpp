@@ -127,13 +127,7 @@ vrrp_actions vrrp_machine::set_priority(time_point now, int effective_priority) 
     const auto was = state_;
     priority_ = effective_priority;
     if (priority_ == 0) {
-        state_ = vrrp_state::fault;
-        deadline_.reset();
-        master_.reset();
-        if (was == vrrp_state::master) {
-            return {{vrrp_action::send_advert, 0}, {vrrp_action::remove_vip}};
-        }
-        return {};
+        return stand_down(vrrp_state::fault);
     }
     if (was == vrrp_state::fault) {
         master_interval_ = cfg_.advert_interval;
@@ -155,12 +149,15 @@ vrrp_actions vrrp_machine::on_master_dead(time_point now) {
     return become_master(now);
 }
 
-vrrp_actions vrrp_machine::shutdown(time_point) {
+vrrp_actions vrrp_machine::shutdown(time_point) { return stand_down(vrrp_state::initialize); }
+
+vrrp_actions vrrp_machine::stand_down(vrrp_state to) {
     const auto was = state_;
-    state_ = vrrp_state::initialize;
+    state_ = to;
     deadline_.reset();
     master_.reset();
     if (was == vrrp_state::master) {
+        // 6.4.3: resign with priority 0 so a backup takes over after Skew_Time.
         return {{vrrp_action::send_advert, 0}, {vrrp_action::remove_vip}};
     }
     return {};

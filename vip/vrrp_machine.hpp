@@ -71,6 +71,8 @@ public:
 private:
     vrrp_actions become_master(time_point now);
     void become_backup(time_point now);
+    /// To FAULT or Initialize, resigning first if we were master.
+    vrrp_actions stand_down(vrrp_state to);
     void listen_to(std::uint32_t src, centiseconds interval);
     bool may_preempt(time_point now) const;
 
