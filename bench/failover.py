@@ -53,8 +53,10 @@ def main():
     ap.add_argument("--event", choices=["switchover", "kill"], required=True)
     ap.add_argument("--lab", required=True)
     ap.add_argument("--before", type=float, default=3.0)
-    ap.add_argument("--after", type=float, default=12.0)
+    ap.add_argument("--after", type=float, help="seconds to go on writing after the event (12 for a switchover, 20 after SIGKILL: Patroni's ttl runs out first)")
     args = ap.parse_args()
+    if args.after is None:
+        args.after = 12.0 if args.event == "switchover" else 20.0
     env = lab_env(args.lab)
     pg_base = int(env["LAB_PG_PORT_BASE"])
 

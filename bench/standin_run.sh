@@ -28,8 +28,11 @@ listeners:
 stats: {bind: 127.0.0.1, port: $PX_STATS}
 log: {level: warn}
 EOF
-"$build/patroxy" -c "$out/patroxy-standin.yml" </dev/null >/dev/null 2>"$out/patroxy-standin.log" &
-px=$!
+start_patroxy() {
+    "$build/patroxy" -c "$out/patroxy-standin.yml" </dev/null >/dev/null 2>>"$out/patroxy-standin.log" &
+    px=$!
+}
+start_patroxy
 cat > "$out/haproxy-standin.cfg" <<EOF
 global
     pidfile $out/haproxy-standin.pid
@@ -54,9 +57,24 @@ listen master
     default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
     server standin 127.0.0.1:$PG check port $API
 EOF
-haproxy -f "$out/haproxy-standin.cfg" -db </dev/null >"$out/haproxy-standin.log" 2>&1 &
-ha=$!
+start_haproxy() {
+    haproxy -f "$out/haproxy-standin.cfg" -db </dev/null >>"$out/haproxy-standin.log" 2>&1 &
+    ha=$!
+}
+start_haproxy
 trap 'kill $standin $px $ha 2>/dev/null; wait $standin $px $ha 2>/dev/null || true' EXIT
+
+# A fresh proxy process: freed memory that an allocator keeps would hide the
+# growth of the next idle measurement.
+restart() {
+    local old
+    if [ "$1" = patroxy ]; then old=$px; else old=$ha; fi
+    kill "$old" 2>/dev/null || true
+    wait "$old" 2>/dev/null || true
+    if [ "$1" = patroxy ]; then start_patroxy; else start_haproxy; fi
+    local port; port=$(port_of "$1")
+    for _ in $(seq 100); do ready "$port" 2>/dev/null && break; sleep 0.1; done
+}
 
 client=$build/patroxy_bench_client
 ready() { "$client" connect --port "$1" --seconds 0.2 --threads 1 | grep -q ' 0 errors'; }
@@ -75,6 +93,7 @@ for round in $(seq "$rounds"); do
     order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
     for path in "${order[@]}"; do
         pid=$(pid_of "$path")
+        us=""
         [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
         rate=$("$client" connect --port "$(port_of "$path")" --seconds 5 --threads 8 | awk '{print $1}')
         printf '%s\tproxy-only sessions/s\t%s\t%s\tsessions/s\n' "$round" "$path" "$rate"
@@ -91,6 +110,7 @@ for round in $(seq "$rounds"); do
         say "round $round relay $path: $mbs MB/s"
     done
     for path in patroxy haproxy; do
+        restart $path
         pid=$(pid_of $path)
         before=$(rss_kib "$pid")
         coproc idle { "$client" idle --port "$(port_of $path)" --count "$idle_sessions"; }
@@ -101,6 +121,5 @@ for round in $(seq "$rounds"); do
         per=$(awk -v a="$after" -v b="$before" -v n="$opened" 'BEGIN {printf "%.2f", (a - b) / n}')
         printf '%s\tidle session RSS\t%s\t%s\tKiB/session\n' "$round" "$path" "$per"
         say "round $round idle $path: $status $opened sessions, RSS $before -> $after KiB: $per KiB/session"
-        sleep 1  # let the proxy close them all before the next measurement
     done
 done
