@@ -218,6 +218,8 @@ def main():
         lines.append(f"- Writes acknowledged by a demoted member: {demoted}; acknowledged writes lost: {lost} -> "
                      f"{'met' if demoted == 0 and lost == 0 else 'NOT met'}")
     lines.append("")
+    lines += ["Where the time goes (perf, strace -c per session, patroxy vs HAProxy, before and after the",
+              "changes made for these targets): `bench/PROFILE.md`. VIP takeover vs keepalived: `bench/RESULTS-vip.md`.", ""]
     if args.chart:
         lines += ["![median TPS per workload](results.png)", ""]
         draw_chart(order, med, args.chart)
