@@ -284,20 +284,27 @@ void vrrp_instance::wait_for_adverts() {
     receiver_.async_wait(net::posix::stream_descriptor::wait_read, [this](error_code ec) {
         if (!ec && !stopped_) {
             receive_adverts();
-            wait_for_adverts();
         }
     });
 }
 
+// Reads until the socket is empty, 64 packets at a time so that a flood cannot
+// hold the control thread; waits again only once drained (the reactor reports
+// new arrivals, not packets still queued).
 void vrrp_instance::receive_adverts() {
     std::uint8_t packet[1500];
-    for (int i = 0; i < 64; ++i) {  // bounded: a flood cannot hold the control thread
+    for (int i = 0; i < 64; ++i) {
         const auto n = ::recv(receiver_.native_handle(), packet, sizeof packet, 0);
         if (n <= 0) {
-            return;
+            return wait_for_adverts();
         }
         on_packet(packet, static_cast<std::size_t>(n));
     }
+    net::post(ioc_, [this] {
+        if (!stopped_) {
+            receive_adverts();
+        }
+    });
 }
 
 void vrrp_instance::on_packet(const std::uint8_t* data, std::size_t n) {
