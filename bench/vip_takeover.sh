@@ -55,30 +55,13 @@ vip:
   peer_probe_interval: 250ms
 EOF
 }
-keepalived_config() {  # HOST PRIORITY INTERVAL_SECONDS
-    cat > "$work/ka-$1.conf" <<EOF
-global_defs {
-    vrrp_version 3
-}
-vrrp_instance bench {
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority $2
-    advert_int $3
-    virtual_ipaddress {
-        $NET_VIP/24 dev eth0
-    }
-}
-EOF
-}
 start() {  # TOOL HOST PRIORITY INTERVAL_MS
     local tool=$1 host=$2 prio=$3 ms=$4
     if [ "$tool" = patroxy ]; then
         patroxy_config "$host" "$prio" "${ms}ms"
         ip netns exec "$(ns "$host")" "$patroxy" -c "$work/px-$host.yml" >> "$work/px-$host.log" 2>&1 &
     else
-        keepalived_config "$host" "$prio" "$(python3 -c "print($ms / 1000)")"
+        keepalived_conf "$work/ka-$host.conf" "$prio" "$(python3 -c "print($ms / 1000)")"
         ip netns exec "$(ns "$host")" keepalived -n -l -P -f "$work/ka-$host.conf" -p "$work/ka-$host.pid" \
             -r "$work/ka-$host-vrrp.pid" >> "$work/ka-$host.log" 2>&1 &
     fi

@@ -73,3 +73,23 @@ wait_for() {
     done
 }
 holder_is() { [ "$(vip_holder)" = "$1" ]; }
+
+# keepalived_conf FILE PRIORITY ADVERT_SECONDS: keepalived (Debian's 2.2.7)
+# speaking VRRP v3 for the VIP on eth0, VRID 51, as the seed's hosts run it.
+keepalived_conf() {
+    cat > "$1" <<EOF
+global_defs {
+    vrrp_version 3
+}
+vrrp_instance patroxy_lab {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority $2
+    advert_int $3
+    virtual_ipaddress {
+        $NET_VIP/24 dev eth0
+    }
+}
+EOF
+}

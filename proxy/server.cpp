@@ -137,8 +137,7 @@ void server::describe_sessions(std::size_t limit, net::any_io_executor reply_on,
                 g->views.insert(g->views.end(), std::make_move_iterator(part.begin()),
                                 std::make_move_iterator(part.end()));
                 if (--g->waiting == 0) {
-                    std::sort(g->views.begin(), g->views.end(),
-                              [](const auto& a, const auto& b) { return a.age_seconds > b.age_seconds; });
+                    std::sort(g->views.begin(), g->views.end(), runs_longer);
                     if (g->views.size() > g->limit) {
                         g->views.resize(g->limit);
                     }

@@ -47,6 +47,9 @@ struct session_view {
     std::uint64_t bytes_out = 0;
 };
 
+/// Orders session views oldest first, as the stats list them.
+inline bool runs_longer(const session_view& a, const session_view& b) { return a.age_seconds > b.age_seconds; }
+
 class session : public std::enable_shared_from_this<session> {
 public:
     /// `peer`: the client's address, as accept reported it.

@@ -9,9 +9,6 @@
 #include <netinet/in.h>
 
 namespace patroxy::proxy {
-namespace {
-
-}  // namespace
 
 worker::worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
                health::topology_ptr initial)
@@ -158,13 +155,13 @@ void worker::post_describe(std::size_t limit, std::function<void(std::vector<ses
     net::post(ioc_, [this, limit, reply = std::move(reply)] {
         const auto now = std::chrono::steady_clock::now();
         std::vector<session_view> views;
-        views.reserve(std::min(limit, sessions_.size()));
+        views.reserve(sessions_.size());
         for (const auto* s : sessions_) {
             views.push_back(s->view(now));
         }
         const auto keep = std::min(limit, views.size());
         std::partial_sort(views.begin(), views.begin() + static_cast<std::ptrdiff_t>(keep), views.end(),
-                          [](const auto& a, const auto& b) { return a.age_seconds > b.age_seconds; });
+                          runs_longer);
         views.resize(keep);
         reply(std::move(views));
     });

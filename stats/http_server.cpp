@@ -150,12 +150,15 @@ status http_server::current() {
     return s;
 }
 
+bool http_server::authorized(std::string_view authorization) const {
+    return expected_auth_.empty() || authorization == expected_auth_;
+}
+
 void http_server::respond(std::string_view method, std::string_view target, std::string_view authorization,
                           std::function<void(response)> done) {
     const auto path = target.substr(0, target.find('?'));
     const bool lists_sessions = path == "/" || path == "/index.html" || path == "/status.json";
-    if (!list_sessions_ || !lists_sessions || (method != "GET" && method != "HEAD") ||
-        (!expected_auth_.empty() && authorization != expected_auth_)) {
+    if (!list_sessions_ || !lists_sessions || (method != "GET" && method != "HEAD") || !authorized(authorization)) {
         return done(handle(method, target, authorization));
     }
     // The views below outlive this call: keep copies.
@@ -180,7 +183,7 @@ http_server::response http_server::handle(std::string_view method, std::string_v
         }
         return {503, "text/plain", "no leader: writes cannot be routed\n"};
     }
-    if (!expected_auth_.empty() && authorization != expected_auth_) {
+    if (!authorized(authorization)) {
         return {401, "text/plain", "authentication required\n"};
     }
     if (path == "/" || path == "/index.html" || path == "/status.json") {

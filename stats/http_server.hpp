@@ -46,6 +46,7 @@ private:
     void do_accept();
     void sample();
     status current();
+    bool authorized(std::string_view authorization) const;
 
     boost::asio::io_context& ioc_;
     const conf::stats_config& cfg_;

@@ -215,22 +215,7 @@ stop_proc px-b TERM
 stop_proc px-a TERM
 
 # ---- keepalived interop (VRRP v3, same VRID and interval), with a capture of both
-cat > "$work/keepalived.conf" <<EOF
-global_defs {
-    vrrp_version 3
-    enable_script_security
-}
-vrrp_instance patroxy_lab {
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority 100
-    advert_int 1
-    virtual_ipaddress {
-        $NET_VIP/24 dev eth0
-    }
-}
-EOF
+keepalived_conf "$work/keepalived.conf" 100 1
 start_keepalived() {
     ip netns exec "$(ns b)" keepalived -n -l -D -P -f "$work/keepalived.conf" -p "$work/ka.pid" -r "$work/ka-vrrp.pid" \
         >> "$work/keepalived.log" 2>&1 &

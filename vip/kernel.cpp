@@ -31,8 +31,6 @@ struct fd_guard {
     }
 };
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
 void add_attribute(nlmsghdr& h, std::size_t room, unsigned short type, const void* data, std::size_t len) {
     auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&h) + NLMSG_ALIGN(h.nlmsg_len));
     const auto size = RTA_LENGTH(len);
@@ -98,6 +96,8 @@ bool change_address(bool add, int ifindex, std::uint32_t address, int prefix, st
 }
 
 }  // namespace
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 std::string ipv4_text(std::uint32_t host_order) {
     in_addr a{htonl(host_order)};

@@ -37,6 +37,8 @@ bool send_gratuitous_arp(const interface_info& i, std::uint32_t address, std::st
 std::string missing_capabilities();
 
 std::string ipv4_text(std::uint32_t host_order);
+/// "what: strerror(errno)", for the log and the stats page.
+std::string errno_text(const char* what);
 std::optional<std::uint32_t> parse_ipv4(const std::string& text);
 
 }  // namespace patroxy::vip

@@ -21,8 +21,6 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
-
 vrrp_machine::settings machine_settings(const conf::vip_config& cfg) {
     vrrp_machine::settings s;
     s.priority = cfg.priority;
@@ -119,7 +117,6 @@ void vrrp_instance::start() {
     const auto reason = health_();
     status_.unhealthy_reason = reason;
     const int priority = priority_for(reason);
-    status_.effective_priority = priority;
     PATROXY_LOG(info, "vip") << "VRRPv3 vrid " << cfg_.virtual_router_id << " on " << link_.name << " from "
                              << ipv4_text(link_.primary) << ", VIP " << status_.address << ", priority " << priority
                              << ", advert every " << cfg_.advert_interval.count() << "ms, "
