@@ -6,11 +6,13 @@
 #include "proxy/worker.hpp"
 
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/bind_handler.hpp>
+
+#include <cstring>
+
+#include <sys/socket.h>
 
 namespace patroxy::proxy {
 
-using boost::beast::bind_front_handler;
 using std::chrono::milliseconds;
 using clock = std::chrono::steady_clock;
 
@@ -35,7 +37,6 @@ session::session(worker& owner, std::size_t listener, tcp::socket client, const 
       listener_(listener),
       client_(std::move(client)),
       server_(owner.ioc()),
-      deadline_(owner.ioc()),
       started_(clock::now()),
       client_text_(peer.address().to_string() + ":" + std::to_string(peer.port())) {
     error_code ignored;
@@ -55,8 +56,7 @@ void session::start(bool over_limit) {
     if (over_limit) {
         refuse_on_first_ = close_reason::maxconn;
     }
-    set_stream_options(client_);
-    first_.reserve(128);
+    first_.reserve(128);  // TCP_NODELAY and SO_KEEPALIVE come from the listener
     arm(owner_.config().timeouts.startup, close_reason::startup_timeout);
     do_read_first();
 }
@@ -194,39 +194,48 @@ void session::connect_to(std::size_t member) {
     phase_ = phase::connecting;
     member_ = member;
     ++attempts_;
-    error_code ignored;
-    server_.close(ignored);
+    error_code ec;
+    server_.close(ec);
+    const auto& ep = owner_.member_endpoint(member);
     // Non-blocking from the start: asio then needs no ioctl of its own, and
-    // the relay's direct reads and writes need none either.
-    server_.open(owner_.member_endpoint(member).protocol(), ignored);
-    server_.non_blocking(true, ignored);
+    // the relay's direct reads need none either.
+    server_.open(ep.protocol(), ec);
+    if (!ec) {
+        server_.non_blocking(true, ec);
+    }
+    if (ec) {
+        return on_connect_failed(ec.message());  // out of descriptors
+    }
+    set_stream_options(server_);
     arm(owner_.config().timeouts.connect, close_reason::connect_failed);
+    // Our own connect: asio's asks poll and getsockopt whether it finished,
+    // where the first packet's send tells just as well (a refusal is its error).
+    if (::connect(server_.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0) {
+        return forward_first();
+    }
+    if (errno != EINPROGRESS) {
+        return on_connect_failed(error_code(errno, boost::system::system_category()).message());
+    }
     // A timed-out attempt's handler runs later with operation_aborted; the
     // attempt number tells it apart from the current one.
-    server_.async_connect(owner_.member_endpoint(member), [self = shared_from_this(), attempt = attempts_](error_code ec) {
-        if (attempt == self->attempts_) {
-            self->on_connect(ec);
+    server_.async_wait(tcp::socket::wait_write, [self = shared_from_this(), attempt = attempts_](error_code wait_ec) {
+        if (attempt != self->attempts_ || self->phase_ != phase::connecting || wait_ec == net::error::operation_aborted) {
+            return;
         }
+        if (wait_ec) {
+            return self->on_connect_failed(wait_ec.message());
+        }
+        self->forward_first();
     });
 }
 
-void session::on_connect(error_code ec) {
-    if (phase_ != phase::connecting) {
-        return;  // closed, or the connect deadline already moved on
-    }
-    if (ec) {
-        return on_connect_failed(ec.message());
-    }
-    set_stream_options(server_);
-    auto& mc = owner_.counters().member(listener_, *member_);
-    bump(mc.current);
-    bump(mc.total);
-    auto& slot = owner_.slots(listener_).members[*member_];
-    count_in(slot.active, slot.peak);
-    member_counted_ = true;
-    deadline_.cancel();
-    // Forward the first packet (and anything the client already sent after it).
-    net::async_write(server_, net::buffer(first_), bind_front_handler(&session::on_first_forwarded, shared_from_this()));
+// Sends the first packet (and anything the client already sent after it).
+void session::forward_first() {
+    net::async_write(server_, net::buffer(first_), [self = shared_from_this(), attempt = attempts_](error_code ec, std::size_t n) {
+        if (attempt == self->attempts_) {
+            self->on_first_forwarded(ec, n);
+        }
+    });
 }
 
 void session::on_connect_failed(std::string_view why) {
@@ -252,12 +261,19 @@ void session::on_connect_failed(std::string_view why) {
 }
 
 void session::on_first_forwarded(error_code ec, std::size_t n) {
-    if (phase_ == phase::closed) {
-        return;
+    if (phase_ != phase::connecting || ec == net::error::operation_aborted) {
+        return;  // closed, timed out, or routed afresh
     }
     if (ec) {
-        return close(close_reason::server_abort, ec.message());
+        return on_connect_failed(ec.message());  // the connect failed, or the member reset at once
     }
+    auto& mc = owner_.counters().member(listener_, *member_);
+    bump(mc.current);
+    bump(mc.total);
+    auto& slot = owner_.slots(listener_).members[*member_];
+    count_in(slot.active, slot.peak);
+    member_counted_ = true;
+    disarm();
     count_bytes(from_client, n);
     start_relay();
 }
@@ -272,21 +288,26 @@ void session::start_relay() {
     awaiting_encryption_answer_ = kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
     last_read_[from_client] = last_read_[from_server] = clock::now();
     arm_idle_check();
-    try_read(from_server);
-    try_read(from_client);
+    read_more(from_server);
+    read_more(from_client);
 }
 
-// Reads whatever is there without waiting; waits for readability otherwise.
-// A buffer is taken from the pool only for the bytes in flight.
-void session::try_read(side s) {
-    auto lease = owner_.buffers().take();
-    error_code ec;
-    const auto n = from(s).read_some(net::buffer(lease.data(), lease.size()), ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) {
-        lease.release();
-        from(s).async_wait(tcp::socket::wait_read, [self = shared_from_this(), s](error_code wait_ec) {
-            self->on_readable(s, wait_ec);
-        });
+void session::read_more(side s) {
+    from(s).async_read_some(net::buffer(small_[s]), [self = shared_from_this(), s](error_code ec, std::size_t n) {
+        self->on_read(s, ec, n);
+    });
+}
+
+void session::on_read(side s, error_code ec, std::size_t n) {
+    if (ec == net::error::operation_aborted) {
+        return;
+    }
+    if (phase_ != phase::relaying) {
+        // A retry cancelled this read after it had already taken the client's
+        // bytes: they go to the next member with the first packet.
+        if (!ec && s == from_client && (phase_ == phase::connecting || phase_ == phase::holding)) {
+            first_.insert(first_.end(), small_[s].data(), small_[s].data() + n);
+        }
         return;
     }
     if (ec && unanswered(s)) {
@@ -299,40 +320,54 @@ void session::try_read(side s) {
         return close(abort_reason(s), ec.message());
     }
     last_read_[s] = clock::now();
+    const std::uint8_t* data = small_[s].data();
+    if (n == small_read) {
+        // Probably more behind it: take the rest into a pool buffer, one write for all.
+        auto lease = owner_.buffers().take();
+        std::memcpy(lease.data(), data, n);
+        const auto more = ::recv(from(s).native_handle(), lease.data() + n, lease.size() - n, 0);
+        if (more > 0) {
+            n += static_cast<std::size_t>(more);
+        } else if (more < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            return close(abort_reason(s), error_code(errno, boost::system::system_category()).message());
+        }  // 0: the peer finished too; the next read reports it after these bytes are out
+        in_flight_[s] = std::move(lease);
+        data = in_flight_[s].data();
+    }
     if (s == from_server && unanswered(s) && packet_->kind == protocol::first_kind::startup) {
         // A PostgreSQL that is shutting down or starting up answers FATAL 57P03
         // before Patroni reports the change. The client has seen nothing yet,
         // so it can wait for another member like after a refused connect.
-        const auto d = protocol::decode_server_message({lease.data(), n});
+        const auto d = protocol::decode_server_message({data, n});
         if (d.st == protocol::status::complete && d.value.kind == protocol::server_kind::error_response &&
             d.value.sqlstate == protocol::sqlstate::cannot_connect_now) {
+            in_flight_[s].release();
             return retry_unanswered("answered 57P03: " + d.value.message);
         }
     }
     if (s == from_server && scanning_) {
-        scan_startup_answer(lease.data(), n);
+        scan_startup_answer(data, n);
     }
-    in_flight_[s] = std::move(lease);
-    net::async_write(to(s), net::buffer(in_flight_[s].data(), n),
-                     [self = shared_from_this(), s](error_code wec, std::size_t written) {
-                         self->on_written(s, wec, written);
+    // Send now rather than through async_write: its completion would be one
+    // more trip through the event loop (and one more epoll_wait) per packet.
+    const auto sent = ::send(to(s).native_handle(), data, n, MSG_NOSIGNAL);
+    if (sent == static_cast<ssize_t>(n)) {
+        return on_written(s, {}, n);
+    }
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return on_written(s, error_code(errno, boost::system::system_category()), 0);
+    }
+    // The other side reads slower than this one writes: wait, reading nothing more meanwhile.
+    const auto done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+    writing_[s] = true;
+    net::async_write(to(s), net::buffer(data + done, n - done),
+                     [self = shared_from_this(), s, done](error_code wec, std::size_t written) {
+                         self->on_written(s, wec, done + written);
                      });
 }
 
-void session::on_readable(side s, error_code ec) {
-    if (phase_ != phase::relaying || ec == net::error::operation_aborted) {
-        return;
-    }
-    if (ec && unanswered(s)) {
-        return retry_unanswered(ec.message());
-    }
-    if (ec) {
-        return close(abort_reason(s), ec.message());
-    }
-    try_read(s);
-}
-
 void session::on_written(side s, error_code ec, std::size_t n) {
+    writing_[s] = false;
     in_flight_[s].release();
     if (phase_ != phase::relaying) {
         return;
@@ -346,7 +381,7 @@ void session::on_written(side s, error_code ec, std::size_t n) {
         first_.clear();
         first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
     }
-    try_read(s);
+    read_more(s);
 }
 
 // Reads (never changes) the member's startup answer until ReadyForQuery to
@@ -396,7 +431,7 @@ void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
 // can go to another attempt, as after a failed connect.
 bool session::unanswered(side s) const {
     return s == from_server && bytes_[from_server] == 0 && !first_.empty() && bytes_[from_client] == first_.size() &&
-           !in_flight_[from_client];
+           !writing_[from_client];
 }
 
 void session::retry_unanswered(std::string_view why) {
@@ -466,12 +501,7 @@ void session::arm_idle_check() {
     if (server_left <= milliseconds{0}) {
         return close(close_reason::server_timeout, "idle past timeouts.server_idle");
     }
-    deadline_.expires_after(std::min(client_left, server_left));
-    deadline_.async_wait([self = shared_from_this()](error_code ec) {
-        if (!ec && self->phase_ == phase::relaying) {
-            self->arm_idle_check();
-        }
-    });
+    arm(std::min(client_left, server_left), close_reason::client_timeout);
 }
 
 // ---- refusing -----------------------------------------------------------------------
@@ -573,37 +603,48 @@ void session::on_cancel_connected(error_code ec) {
 // ---- deadlines and closing ------------------------------------------------------------
 
 void session::arm(milliseconds after, close_reason why) {
-    deadline_.expires_after(after);
-    deadline_.async_wait([self = shared_from_this(), why](error_code ec) {
-        if (ec || self->phase_ == phase::closed) {
-            return;  // re-armed or cancelled
+    auto self = shared_from_this();
+    disarm();
+    deadline_why_ = why;
+    deadline_ = owner_.deadlines().add(clock::now() + after, std::move(self));
+}
+
+void session::disarm() {
+    if (deadline_) {
+        owner_.deadlines().remove(*deadline_);
+        deadline_.reset();
+    }
+}
+
+void session::on_deadline() {
+    deadline_.reset();  // the queue has let go of it
+    switch (phase_) {
+    case phase::closed:
+        return;
+    case phase::relaying:
+        return arm_idle_check();
+    case phase::holding:
+        if (clock::now() < route_deadline_) {
+            return route();  // a retry after failed connects
         }
-        switch (self->phase_) {
-        case phase::holding:
-            if (clock::now() < self->route_deadline_) {
-                return self->route();  // a retry after failed connects
-            }
-            self->leave_hold();
-            if (!self->last_connect_error_.empty()) {
-                return self->refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
-                                    "patroxy: could not connect to a member for listener '" + self->listener().name +
-                                        "' (" + self->last_connect_error_ + ")");
-            }
-            return self->refuse(close_reason::no_backend, protocol::sqlstate::cannot_connect_now,
-                                "patroxy: no " +
-                                    std::string(self->listener().role == conf::listener_role::write
-                                                    ? "leader"
-                                                    : "healthy replica") +
-                                    " available for listener '" + self->listener().name + "' after waiting " +
-                                    seconds_text(self->owner_.config().timeouts.wait_for_backend));
-        case phase::connecting:
-            return self->on_connect_failed("timed out after " + seconds_text(self->owner_.config().timeouts.connect));
-        case phase::cancelling:
-            return self->next_cancel_target();
-        default:
-            return self->close(why, "timed out");
+        leave_hold();
+        if (!last_connect_error_.empty()) {
+            return refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
+                          "patroxy: could not connect to a member for listener '" + listener().name + "' (" +
+                              last_connect_error_ + ")");
         }
-    });
+        return refuse(close_reason::no_backend, protocol::sqlstate::cannot_connect_now,
+                      "patroxy: no " +
+                          std::string(listener().role == conf::listener_role::write ? "leader" : "healthy replica") +
+                          " available for listener '" + listener().name + "' after waiting " +
+                          seconds_text(owner_.config().timeouts.wait_for_backend));
+    case phase::connecting:
+        return on_connect_failed("timed out after " + seconds_text(owner_.config().timeouts.connect));
+    case phase::cancelling:
+        return next_cancel_target();
+    default:
+        return close(deadline_why_, "timed out");
+    }
 }
 
 session_view session::view(clock::time_point now) const {
@@ -639,7 +680,7 @@ void session::close(close_reason why, std::string_view detail) {
     leave_hold();
     phase_ = phase::closed;
     error_code ignored;
-    deadline_.cancel();
+    disarm();
     client_.close(ignored);
     server_.close(ignored);
     owner_.remove(this);

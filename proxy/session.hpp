@@ -13,9 +13,9 @@
 #include "protocol/server_message.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/close_reason.hpp"
+#include "proxy/deadline_queue.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <array>
 #include <chrono>
@@ -70,6 +70,8 @@ public:
     void refuse_if_waiting();
     /// A copy of what the stats page shows (worker thread).
     session_view view(std::chrono::steady_clock::time_point now) const;
+    /// The deadline set by arm() has passed (the worker's deadline queue calls this).
+    void on_deadline();
 
 private:
     enum class phase { first_packet, holding, connecting, relaying, refusing, cancelling, closed };
@@ -84,13 +86,13 @@ private:
     void hold(std::chrono::milliseconds retry_after);
     void leave_hold();
     void connect_to(std::size_t member);
-    void on_connect(error_code ec);
+    void forward_first();
     void on_connect_failed(std::string_view why);
     void on_first_forwarded(error_code ec, std::size_t n);
     // relaying
     void start_relay();
-    void try_read(side s);
-    void on_readable(side s, error_code ec);
+    void read_more(side s);
+    void on_read(side s, error_code ec, std::size_t n);
     void on_written(side s, error_code ec, std::size_t n);
     void end_of_stream(side s);
     close_reason abort_reason(side s) const;
@@ -109,6 +111,7 @@ private:
     void next_cancel_target();
     // deadlines
     void arm(std::chrono::milliseconds after, close_reason why);
+    void disarm();
 
     tcp::socket& from(side s) { return s == from_client ? client_ : server_; }
     tcp::socket& to(side s) { return s == from_client ? server_ : client_; }
@@ -119,7 +122,8 @@ private:
     std::size_t listener_;
     tcp::socket client_;
     tcp::socket server_;
-    net::steady_timer deadline_;
+    std::optional<deadline_queue::handle> deadline_;  ///< in the worker's queue
+    close_reason deadline_why_ = close_reason::startup_timeout;
     phase phase_ = phase::first_packet;
     std::chrono::steady_clock::time_point started_;
     bool routing_started_ = false;
@@ -140,7 +144,13 @@ private:
     bool counted_ = false;                   ///< counted in the listener's active sessions
     bool member_counted_ = false;
 
-    std::array<buffer_pool::lease, 2> in_flight_;  ///< a buffer only while a write is pending
+    // Each side reads into a small buffer of its own: waiting with a buffer
+    // lets asio skip both the read that finds nothing and the epoll_ctl an
+    // async_wait costs. A full one moves to a pool buffer for the rest.
+    static constexpr std::size_t small_read = 512;
+    std::array<std::array<std::uint8_t, small_read>, 2> small_{};
+    std::array<buffer_pool::lease, 2> in_flight_;  ///< a large read, only while its write is pending
+    std::array<bool, 2> writing_{false, false};
     std::array<bool, 2> eof_{false, false};
     std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
     std::array<std::uint64_t, 2> bytes_{0, 0};

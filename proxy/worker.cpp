@@ -40,6 +40,13 @@ void worker::open_listeners() {
         if (!ec && ep.address().is_v4()) {
             acceptor->set_option(free_bind(true), ec);
         }
+        // Accepted sockets inherit these: no two setsockopt calls per client.
+        if (!ec) {
+            acceptor->set_option(tcp::no_delay(true), ec);
+        }
+        if (!ec) {
+            acceptor->set_option(net::socket_base::keep_alive(true), ec);
+        }
         if (!ec) {
             acceptor->bind(ep, ec);
         }
@@ -116,6 +123,7 @@ void worker::on_topology(health::topology_ptr t) {
     const std::vector<session*> now(sessions_.begin(), sessions_.end());
     for (auto* s : now) {
         if (sessions_.count(s) != 0) {
+            const auto keep = s->shared_from_this();  // its deadline may hold the last reference
             s->on_topology();
         }
     }
@@ -134,6 +142,7 @@ void worker::post_stop_accepting() {
         const std::vector<session*> now(sessions_.begin(), sessions_.end());
         for (auto* s : now) {
             if (sessions_.count(s) != 0) {
+                const auto keep = s->shared_from_this();
                 s->refuse_if_waiting();
             }
         }
@@ -145,6 +154,7 @@ void worker::post_close_all() {
         const std::vector<session*> now(sessions_.begin(), sessions_.end());
         for (auto* s : now) {
             if (sessions_.count(s) != 0) {
+                const auto keep = s->shared_from_this();
                 s->close(close_reason::shutdown, "drain limit reached");
             }
         }

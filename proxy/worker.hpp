@@ -9,6 +9,7 @@
 #include "proxy/buffer_pool.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/counters.hpp"
+#include "proxy/deadline_queue.hpp"
 #include "proxy/session.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -88,6 +89,7 @@ public:
     const conf::config& config() const { return cfg_; }
     const health::topology& topology() const { return *topology_; }
     buffer_pool& buffers() { return buffers_; }
+    deadline_queue& deadlines() { return deadlines_; }
     worker_counters& counters() { return counters_; }
     listener_slots& slots(std::size_t listener) { return slots_[listener]; }
     cancel_registry& cancels() { return cancels_; }
@@ -113,6 +115,9 @@ private:
     std::atomic<std::size_t> session_count_{0};
     net::io_context ioc_{1};
     net::executor_work_guard<net::io_context::executor_type> work_;
+    // After ioc_: the sessions it keeps alive close their sockets while the
+    // io_context still exists.
+    deadline_queue deadlines_{ioc_};
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
     std::vector<std::unique_ptr<net::steady_timer>> accept_retry_;
     health::topology_ptr topology_;

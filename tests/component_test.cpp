@@ -538,3 +538,85 @@ TEST_CASE("the workers describe every open session with its user and database an
     REQUIRE(one.size() == 1);
     CHECK(one[0].user == "alice");
 }
+
+TEST_CASE("4 MiB each way arrive whole and in order when the client reads late", "[proxy][component]") {
+    auto members = cluster({"master"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0));
+    raw_client c(p.port(0));
+    REQUIRE(c.startup().ready);
+    // Echoed back by the stand-in. The reader starts late, so every buffer on
+    // the way fills and patroxy must wait for the client (partial writes).
+    packet out(4 * 1024 * 1024);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        out[i] = static_cast<std::uint8_t>(i % 251);
+    }
+    auto sent = std::async(std::launch::async, [&] { return c.send(out); });
+    std::this_thread::sleep_for(300ms);  // let the buffers fill: what this test is about
+    packet in(out.size());
+    REQUIRE(c.read_exact(in.data(), in.size()));
+    CHECK(sent.get());
+    CHECK(in == out);
+    const auto totals = p.server().totals();
+    CHECK(totals[0].bytes_in >= out.size());
+    CHECK(totals[0].bytes_out >= out.size());
+}
+
+TEST_CASE("a connect that gets no answer times out and the session moves to the next replica", "[proxy][component]") {
+    // A listener whose accept queue is full drops new SYNs: connects hang.
+    const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(silent, 0) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+    raw_client filler(ntohs(addr.sin_port));  // takes the one slot
+    auto members = cluster({"master", "replica", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[1].port = ntohs(addr.sin_port);
+    proxy_under_test p(cfg);
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    // Round robin sends at least one of the two to the silent member first.
+    bool waited_for_timeout = false;
+    for (int i = 0; i < 2; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        raw_client c(p.port(1));
+        CHECK(c.startup().server_name == "pg2");
+        const auto took = std::chrono::steady_clock::now() - t0;
+        CHECK(took < 2500ms);
+        waited_for_timeout = waited_for_timeout || took >= 900ms;
+    }
+    CHECK(waited_for_timeout);
+    CHECK(p.server().totals()[1].members[1].connect_errors >= 1);
+    ::close(silent);
+}
+
+TEST_CASE("an idle session is closed at client_idle and a talking one is not", "[proxy][component]") {
+    auto members = cluster({"master"});
+    auto cfg = config_for(members);
+    cfg.timeouts.client_idle = 400ms;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0));
+    raw_client talking(p.port(0));
+    REQUIRE(talking.startup().ready);
+    raw_client idle(p.port(0), 3s);
+    REQUIRE(idle.startup().ready);
+    const auto t0 = std::chrono::steady_clock::now();
+    const packet ping{'x', 'y'};
+    for (int i = 0; i < 8; ++i) {  // 800 ms of traffic, a message every 100 ms
+        REQUIRE(talking.send(ping));
+        std::uint8_t back[2];
+        REQUIRE(talking.read_exact(back, 2));
+        std::this_thread::sleep_for(100ms);
+    }
+    CHECK(idle.closed_by_peer());
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    REQUIRE(talking.send(ping));
+    std::uint8_t back[2];
+    CHECK(talking.read_exact(back, 2));
+    REQUIRE(eventually([&] {
+        return p.server().totals()[0].closed[static_cast<std::size_t>(proxy::close_reason::client_timeout)] == 1;
+    }));
+}
