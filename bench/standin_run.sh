@@ -4,7 +4,9 @@
 # echo; a Patroni-shaped API saying "leader"), reached directly, through
 # patroxy and through HAProxy (the seed's check settings), interleaved per round:
 #   5. sessions per second (startup -> ReadyForQuery -> Terminate, 8 streams)
-#      and relay throughput (4 sessions echoing 16 KiB chunks), MB/s both ways
+#      round trips (8 sessions echoing 100 bytes: a query's shape) with the
+#      proxy's CPU per round trip, and relay throughput (4 sessions echoing
+#      16 KiB chunks), MB/s both ways
 #   6. RSS growth per idle session with 9,000 sessions open (the machine's hard
 #      descriptor limit is 20,000 and a proxy holds two per session)
 # Prints TSV rows (round, workload, path, value, unit) on stdout; logs on stderr.
@@ -103,6 +105,20 @@ for round in $(seq "$rounds"); do
             printf '%s\tproxy-only CPU per session\t%s\t%s\tus/session\n' "$round" "$path" "$us"
         fi
         say "round $round sessions/s $path: $rate ${us:-} us CPU/session"
+    done
+    for path in "${order[@]}"; do
+        # A query's shape without PostgreSQL: 100 bytes each way, 8 sessions.
+        pid=$(pid_of "$path")
+        [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
+        rts=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 8 --chunk 100 |
+            awk '{printf "%.0f", $1 * 1e6 / 200}')
+        printf '%s\tproxy-only round trips\t%s\t%s\tround trips/s\n' "$round" "$path" "$rts"
+        us=""
+        if [ -n "$pid" ]; then
+            us=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" -v r="$rts" 'BEGIN {printf "%.2f", (b - a) * 1e6 / (r * 5)}')
+            printf '%s\tproxy-only CPU per round trip\t%s\t%s\tus/round trip\n' "$round" "$path" "$us"
+        fi
+        say "round $round round trips $path: $rts/s ${us:-} us CPU/round trip"
     done
     for path in "${order[@]}"; do
         mbs=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 4 | awk '{print $1}')

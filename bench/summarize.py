@@ -133,8 +133,9 @@ def main():
             "",
             "COPY: `COPY pgbench_accounts TO STDOUT` (scale 10) through the read port. Proxy-only: one stand-in",
             "member (`bench/standin_main.cpp`: startup answered at once, then echo) so PostgreSQL is out of the",
-            "way (`bench/standin_run.sh`); sessions/s = startup to ReadyForQuery to Terminate, 8 streams; relay =",
-            "4 sessions echoing 16 KiB chunks, bytes both ways. Idle sessions: RSS growth of the proxy process",
+            "way (`bench/standin_run.sh`); sessions/s = startup to ReadyForQuery to Terminate, 8 streams; round",
+            "trips = 8 sessions echoing 100 bytes (a small query's shape), with the proxy's CPU per round trip;",
+            "relay = 4 sessions echoing 16 KiB chunks, bytes both ways. Idle sessions: RSS growth of the proxy process",
             "with 9,000 sessions open (the machine's hard descriptor limit is 20,000 and a proxy holds two per",
             "session, so 10,000 cannot be opened here).",
             "",
@@ -204,6 +205,10 @@ def main():
         idle = xmed("idle session RSS", "patroxy")
         lines.append(f"- Proxy-only sessions/s, patroxy/HAProxy >= 1.0: {show(rate, 2)} -> {'met' if rate >= 1.0 else 'NOT met'}")
         lines.append(f"- Idle session RSS <= 8 KiB: {show(idle, 2)} KiB -> {'met' if idle <= 8 else 'NOT met'}")
+        rt_cpu = ratio(xmed("proxy-only CPU per round trip", "patroxy"), xmed("proxy-only CPU per round trip", "haproxy"))
+        if not math.isnan(rt_cpu):
+            lines.append(f"- Proxy-only CPU per round trip, patroxy/HAProxy <= 1.0: {show(rt_cpu, 2)} -> "
+                         f"{'met' if rt_cpu <= 1.0 else 'NOT met'}")
     if failovers:
         px = [x["result"] for x in failovers if x["path"] == "patroxy"]
         resumed = [r["resumed_after_promotion_s"] for r in px if r.get("resumed_after_promotion_s") is not None]
