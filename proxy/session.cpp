@@ -216,6 +216,21 @@ void session::connect_to(std::size_t member) {
     if (errno != EINPROGRESS) {
         return on_connect_failed(error_code(errno, boost::system::system_category()).message());
     }
+    // On loopback the handshake has usually finished by the time connect
+    // returns: sending at once saves the wait for writability (an epoll_ctl
+    // and a trip through the event loop). Elsewhere it could not have.
+    if (ep.address().is_loopback()) {
+        const auto sent = ::send(server_.native_handle(), first_.data(), first_.size(), MSG_NOSIGNAL);
+        if (sent == static_cast<ssize_t>(first_.size())) {
+            return on_first_forwarded({}, first_.size());
+        }
+        if (sent >= 0) {  // a partial send of a startup packet: not seen in practice
+            return on_connect_failed("short send of the first packet");
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            return on_connect_failed(error_code(errno, boost::system::system_category()).message());
+        }
+    }
     // A timed-out attempt's handler runs later with operation_aborted; the
     // attempt number tells it apart from the current one.
     server_.async_wait(tcp::socket::wait_write, [self = shared_from_this(), attempt = attempts_](error_code wait_ec) {
