@@ -2,6 +2,8 @@
 
 #include "app/log.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 #include <csignal>
 
@@ -18,6 +20,9 @@ daemon::daemon(conf::config cfg)
       server_(cfg_, empty_topology()),
       monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }),
       vip_(control_, cfg_.vip, cfg_.stats.port, [this] { return unhealthy_reason(); }) {
+    server_.trouble().set_sink([this](std::size_t member) {
+        boost::asio::post(control_, [this, member] { monitor_.suspect(member); });
+    });
     if (cfg_.stats.enabled) {
         stats_.emplace(
             control_, cfg_.stats, [this] { return collect(); },

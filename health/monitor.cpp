@@ -34,6 +34,15 @@ monitor::leader_change monitor::last_leader_change() const {
     return last_change_;
 }
 
+void monitor::suspect(std::size_t member) {
+    clients_[member]->check_within(std::chrono::milliseconds{0});
+    if (latest()->leader == member) {
+        for (auto& c : clients_) {
+            c->check_within(cfg_.health.fast_interval);
+        }
+    }
+}
+
 bool monitor::unsettled() const {
     const auto t = latest();
     return !t->leader || t->split_brain();

@@ -28,6 +28,9 @@ public:
     void start();
     /// Stops polling; safe to call twice.
     void stop();
+    /// A session could not use `member`: check it now, and if it leads,
+    /// everyone soon (a leader that goes away usually has a successor).
+    void suspect(std::size_t member);
     /// The newest snapshot; any thread.
     topology_ptr latest() const { return latest_.load(std::memory_order_acquire); }
     /// Counters for the stats page.

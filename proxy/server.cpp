@@ -40,7 +40,8 @@ void ensure_port_free(const conf::listener_config& l) {
 }
 }  // namespace
 
-server::server(const conf::config& cfg, health::topology_ptr initial) : cfg_(cfg), slots_(cfg.listeners.size()) {
+server::server(const conf::config& cfg, health::topology_ptr initial)
+    : cfg_(cfg), slots_(cfg.listeners.size()), trouble_(cfg.members.size()) {
     for (auto& s : slots_) {
         s.members = std::make_unique<listener_slots::member_slot[]>(cfg.members.size());
     }
@@ -49,7 +50,7 @@ server::server(const conf::config& cfg, health::topology_ptr initial) : cfg_(cfg
     }
     const auto n = proxy::worker_count(cfg);
     for (std::size_t i = 0; i < n; ++i) {
-        workers_.push_back(std::make_unique<worker>(cfg, slots_, cancels_, initial));
+        workers_.push_back(std::make_unique<worker>(cfg, slots_, cancels_, trouble_, initial));
         workers_.back()->open_listeners();
     }
 }

@@ -62,6 +62,8 @@ public:
 
     const std::vector<std::unique_ptr<worker>>& workers() const { return workers_; }
     std::size_t worker_count() const { return workers_.size(); }
+    /// Sessions report members they could not use here; set its sink before start().
+    trouble_reporter& trouble() { return trouble_; }
     /// Cancel keys known now (sessions whose startup answer was plaintext).
     std::size_t known_cancel_keys() const { return cancels_.size(); }
 
@@ -69,6 +71,7 @@ private:
     const conf::config& cfg_;
     std::vector<listener_slots> slots_;
     cancel_registry cancels_;
+    trouble_reporter trouble_;
     std::vector<std::unique_ptr<worker>> workers_;
 };
 

@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 
 #include <cstring>
+#include <utility>
 
 #include <sys/socket.h>
 
@@ -211,7 +212,7 @@ void session::connect_to(std::size_t member) {
     // Our own connect: asio's asks poll and getsockopt whether it finished,
     // where the first packet's send tells just as well (a refusal is its error).
     if (::connect(server_.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0) {
-        return forward_first();
+        return forward_first(0);
     }
     if (errno != EINPROGRESS) {
         return on_connect_failed(error_code(errno, boost::system::system_category()).message());
@@ -224,8 +225,8 @@ void session::connect_to(std::size_t member) {
         if (sent == static_cast<ssize_t>(first_.size())) {
             return on_first_forwarded({}, first_.size());
         }
-        if (sent >= 0) {  // a partial send of a startup packet: not seen in practice
-            return on_connect_failed("short send of the first packet");
+        if (sent >= 0) {
+            return forward_first(static_cast<std::size_t>(sent));  // the rest when there is room
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return on_connect_failed(error_code(errno, boost::system::system_category()).message());
@@ -240,21 +241,24 @@ void session::connect_to(std::size_t member) {
         if (wait_ec) {
             return self->on_connect_failed(wait_ec.message());
         }
-        self->forward_first();
+        self->forward_first(0);
     });
 }
 
-// Sends the first packet (and anything the client already sent after it).
-void session::forward_first() {
-    net::async_write(server_, net::buffer(first_), [self = shared_from_this(), attempt = attempts_](error_code ec, std::size_t n) {
-        if (attempt == self->attempts_) {
-            self->on_first_forwarded(ec, n);
-        }
-    });
+// Sends the first packet (and anything the client already sent after it)
+// from byte `from` on.
+void session::forward_first(std::size_t from) {
+    net::async_write(server_, net::buffer(first_.data() + from, first_.size() - from),
+                     [self = shared_from_this(), attempt = attempts_, from](error_code ec, std::size_t n) {
+                         if (attempt == self->attempts_) {
+                             self->on_first_forwarded(ec, from + n);
+                         }
+                     });
 }
 
 void session::on_connect_failed(std::string_view why) {
     bump(owner_.counters().member(listener_, *member_).connect_errors);
+    owner_.trouble().report(*member_);
     const auto& member_name = owner_.config().members[*member_].name;
     PATROXY_LOG(warn, "session") << "listener=" << listener().name << " member=" << member_name
                                  << " client=" << client_text_ << " connect failed (attempt " << attempts_
@@ -304,24 +308,37 @@ void session::start_relay() {
     last_read_[from_client] = last_read_[from_server] = clock::now();
     arm_idle_check();
     read_more(from_server);
-    read_more(from_client);
+    if (held_from_client_ > 0) {
+        return on_read(from_client, {}, std::exchange(held_from_client_, 0));
+    }
+    if (!client_reading_) {
+        read_more(from_client);
+    }  // else a cancelled read's handler is still due: it reads again
 }
 
 void session::read_more(side s) {
+    client_reading_ = client_reading_ || s == from_client;
     from(s).async_read_some(net::buffer(small_[s]), [self = shared_from_this(), s](error_code ec, std::size_t n) {
         self->on_read(s, ec, n);
     });
 }
 
 void session::on_read(side s, error_code ec, std::size_t n) {
+    if (s == from_client) {
+        client_reading_ = false;
+    }
     if (ec == net::error::operation_aborted) {
+        // Cancelled by a retry; the relay with the next member may be on already.
+        if (s == from_client && phase_ == phase::relaying && !writing_[s]) {
+            read_more(s);
+        }
         return;
     }
     if (phase_ != phase::relaying) {
-        // A retry cancelled this read after it had already taken the client's
-        // bytes: they go to the next member with the first packet.
+        // Completed just before a retry cancelled it: the bytes stay in small_
+        // and follow the first packet to the next member (start_relay).
         if (!ec && s == from_client && (phase_ == phase::connecting || phase_ == phase::holding)) {
-            first_.insert(first_.end(), small_[s].data(), small_[s].data() + n);
+            held_from_client_ = n;
         }
         return;
     }

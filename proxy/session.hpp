@@ -86,7 +86,7 @@ private:
     void hold(std::chrono::milliseconds retry_after);
     void leave_hold();
     void connect_to(std::size_t member);
-    void forward_first();
+    void forward_first(std::size_t from);
     void on_connect_failed(std::string_view why);
     void on_first_forwarded(error_code ec, std::size_t n);
     // relaying
@@ -151,6 +151,10 @@ private:
     std::array<std::array<std::uint8_t, small_read>, 2> small_{};
     std::array<buffer_pool::lease, 2> in_flight_;  ///< a large read, only while its write is pending
     std::array<bool, 2> writing_{false, false};
+    // A retry cancels the client's read; one that had already completed
+    // leaves its bytes in small_ to follow the first packet to the next member.
+    bool client_reading_ = false;
+    std::size_t held_from_client_ = 0;
     std::array<bool, 2> eof_{false, false};
     std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
     std::array<std::uint64_t, 2> bytes_{0, 0};

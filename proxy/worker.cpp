@@ -11,10 +11,11 @@
 namespace patroxy::proxy {
 
 worker::worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
-               health::topology_ptr initial)
+               trouble_reporter& trouble, health::topology_ptr initial)
     : cfg_(cfg),
       slots_(slots),
       cancels_(cancels),
+      trouble_(trouble),
       counters_(cfg.listeners.size(), cfg.members.size()),
       work_(net::make_work_guard(ioc_)),
       topology_(std::move(initial)) {

@@ -11,6 +11,7 @@
 #include "proxy/counters.hpp"
 #include "proxy/deadline_queue.hpp"
 #include "proxy/session.hpp"
+#include "proxy/trouble_reporter.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -59,7 +60,7 @@ inline int count_in(std::atomic<int>& active, std::atomic<int>& peak) {
 class worker {
 public:
     worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
-           health::topology_ptr initial);
+           trouble_reporter& trouble, health::topology_ptr initial);
     ~worker();
     worker(const worker&) = delete;
     worker& operator=(const worker&) = delete;
@@ -93,6 +94,7 @@ public:
     worker_counters& counters() { return counters_; }
     listener_slots& slots(std::size_t listener) { return slots_[listener]; }
     cancel_registry& cancels() { return cancels_; }
+    trouble_reporter& trouble() { return trouble_; }
     const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
     bool accepting() const { return accepting_; }
     void add(session* s);
@@ -106,6 +108,7 @@ private:
     const conf::config& cfg_;
     std::vector<listener_slots>& slots_;
     cancel_registry& cancels_;
+    trouble_reporter& trouble_;
     // Declared before ioc_ so they outlive it: destroying ioc_ destroys the
     // sessions its pending handlers hold, and those return buffers and leave
     // the set on the way out.

@@ -53,6 +53,9 @@ public:
         : cfg_(std::move(cfg)),
           server_(cfg_, std::make_shared<const health::topology>()),
           monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
+        server_.trouble().set_sink([this](std::size_t member) {
+            boost::asio::post(control_, [this, member] { monitor_.suspect(member); });
+        });
         server_.start();
         monitor_.start();
         thread_ = std::thread([this] { control_.run(); });
@@ -619,4 +622,35 @@ TEST_CASE("an idle session is closed at client_idle and a talking one is not", "
     REQUIRE(eventually([&] {
         return p.server().totals()[0].closed[static_cast<std::size_t>(proxy::close_reason::client_timeout)] == 1;
     }));
+}
+
+TEST_CASE("a refused connect to the leader makes the monitor look now, not at its next regular check", "[proxy][component]") {
+    auto members = cluster({"master", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = free_port();  // the leader's PostgreSQL is gone; its Patroni has not said so yet
+    cfg.health.interval = 20s;          // regular checks alone would not notice within the test
+    cfg.health.fast_interval = 100ms;
+    cfg.timeouts.wait_for_backend = 3s;
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 1; }));
+    // Until rise/fall settle, members are checked at fast_interval anyway:
+    // wait for both to be on their regular (20 s) pace.
+    const auto settled = [&] {
+        const auto a = members[0]->api.requests().size() + members[1]->api.requests().size();
+        std::this_thread::sleep_for(400ms);
+        return members[0]->api.requests().size() + members[1]->api.requests().size() == a;
+    };
+    REQUIRE(eventually(settled, 5s));
+    const auto checks_before = members[1]->api.requests().size();
+    // A switchover happens: pg1 now leads. Only a check can tell patroxy.
+    members[0]->api.set_body(fake_patroni::answer("replica"));
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    const auto t0 = std::chrono::steady_clock::now();
+    raw_client c(p.port(0));
+    const auto r = c.startup();
+    CHECK(r.ready);
+    CHECK(r.server_name == "pg1");
+    CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+    CHECK(members[1]->api.requests().size() > checks_before);  // pg1 was asked because pg0 failed
 }
