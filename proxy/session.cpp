@@ -176,6 +176,11 @@ void session::on_topology() {
         return;
     case phase::relaying:
         if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
+            if (unanswered(from_server)) {
+                // The client has seen nothing yet: it waits for the next member
+                // rather than seeing its connection closed.
+                return retry_unanswered("member lost its role before answering");
+            }
             close(close_reason::backend_down, "member lost its role");
         }
         return;

@@ -654,3 +654,28 @@ TEST_CASE("a refused connect to the leader makes the monitor look now, not at it
     CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
     CHECK(members[1]->api.requests().size() > checks_before);  // pg1 was asked because pg0 failed
 }
+
+TEST_CASE("a session whose member loses the leader role before answering waits for the next leader", "[proxy][component]") {
+    // pg0's PostgreSQL takes connections into its backlog and never answers,
+    // as one does while it is being demoted.
+    const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(silent, 16) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+    auto members = cluster({"master", "replica"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = ntohs(addr.sin_port);
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0));
+    auto outcome = startup_in_background(p.port(0));
+    REQUIRE(eventually([&] { return p.server().totals()[0].members[0].current == 1; }));  // relaying, unanswered
+    members[0]->api.set_body(fake_patroni::answer("replica"));
+    members[1]->api.set_body(fake_patroni::answer("master"));
+    check_routed_to(outcome, "pg1");
+    CHECK(p.server().totals()[0].closed[static_cast<std::size_t>(proxy::close_reason::backend_down)] == 0);
+    ::close(silent);
+}
