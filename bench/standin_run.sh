@@ -20,51 +20,9 @@ say() { printf '[standin %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 PG=16432 API=16433 PX=6100 PX_STATS=17101 HA=7600 HA_STATS=7601
 idle_sessions=${IDLE_SESSIONS:-9000}
 
-"$build/patroxy_standin_server" --port $PG --api-port $API 2>"$out/standin.log" &
-standin=$!
-cat > "$out/patroxy-standin.yml" <<EOF
-members:
-  - {name: standin, host: 127.0.0.1, port: $PG, api: "http://127.0.0.1:$API"}
-listeners:
-  - {name: master, role: write, bind: 127.0.0.1, port: $PX, maxconn: 20000}
-stats: {bind: 127.0.0.1, port: $PX_STATS}
-log: {level: warn}
-EOF
-start_patroxy() {
-    "$build/patroxy" -c "$out/patroxy-standin.yml" </dev/null >/dev/null 2>>"$out/patroxy-standin.log" &
-    px=$!
-}
-start_patroxy
-cat > "$out/haproxy-standin.cfg" <<EOF
-global
-    pidfile $out/haproxy-standin.pid
-defaults
-    mode tcp
-    retries 2
-    timeout queue 5s
-    timeout connect 5s
-    timeout client 60m
-    timeout server 60m
-    timeout check 15s
-listen stats
-    mode http
-    bind 127.0.0.1:$HA_STATS
-    stats enable
-    stats uri /
-listen master
-    bind 127.0.0.1:$HA
-    maxconn 20000
-    option httpchk OPTIONS /primary
-    http-check expect status 200
-    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
-    server standin 127.0.0.1:$PG check port $API
-EOF
-start_haproxy() {
-    haproxy -f "$out/haproxy-standin.cfg" -db </dev/null >>"$out/haproxy-standin.log" 2>&1 &
-    ha=$!
-}
-start_haproxy
-trap 'kill $standin $px $ha 2>/dev/null; wait $standin $px $ha 2>/dev/null || true' EXIT
+. "$here/bench/standin_env.sh"
+standin_up "$build" "$out" $PG $API $PX $PX_STATS $HA $HA_STATS
+trap standin_down EXIT
 
 # A fresh proxy process: freed memory that an allocator keeps would hide the
 # growth of the next idle measurement.
