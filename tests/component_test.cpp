@@ -166,6 +166,33 @@ private:
     std::thread thread_;
 };
 
+// A PostgreSQL port that never answers: it listens, but nothing accepts.
+// Connections wait in its backlog; once `backlog` + 1 wait, new SYNs are
+// dropped and connects hang.
+class silent_listener {
+public:
+    explicit silent_listener(int backlog) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, backlog) != 0 ||
+            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+            ::close(fd_);
+            throw std::runtime_error("silent_listener: cannot listen on 127.0.0.1");
+        }
+        port_ = ntohs(addr.sin_port);
+    }
+    ~silent_listener() { ::close(fd_); }
+    silent_listener(const silent_listener&) = delete;
+    silent_listener& operator=(const silent_listener&) = delete;
+    std::uint16_t port() const { return port_; }
+
+private:
+    int fd_;
+    std::uint16_t port_ = 0;
+};
+
 std::vector<std::unique_ptr<fake_member>> cluster(std::initializer_list<std::string> roles) {
     std::vector<std::unique_ptr<fake_member>> out;
     int i = 0;
@@ -566,19 +593,11 @@ TEST_CASE("4 MiB each way arrive whole and in order when the client reads late",
 }
 
 TEST_CASE("a connect that gets no answer times out and the session moves to the next replica", "[proxy][component]") {
-    // A listener whose accept queue is full drops new SYNs: connects hang.
-    const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(silent, 0) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
-    raw_client filler(ntohs(addr.sin_port));  // takes the one slot
+    silent_listener silent(0);
+    raw_client filler(silent.port());  // takes the one slot in its accept queue: connects hang now
     auto members = cluster({"master", "replica", "replica"});
     auto cfg = config_for(members);
-    cfg.members[1].port = ntohs(addr.sin_port);
+    cfg.members[1].port = silent.port();
     proxy_under_test p(cfg);
     REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
     // Round robin sends at least one of the two to the silent member first.
@@ -593,7 +612,6 @@ TEST_CASE("a connect that gets no answer times out and the session moves to the 
     }
     CHECK(waited_for_timeout);
     CHECK(p.server().totals()[1].members[1].connect_errors >= 1);
-    ::close(silent);
 }
 
 TEST_CASE("an idle session is closed at client_idle and a talking one is not", "[proxy][component]") {
@@ -656,19 +674,10 @@ TEST_CASE("a refused connect to the leader makes the monitor look now, not at it
 }
 
 TEST_CASE("a session whose member loses the leader role before answering waits for the next leader", "[proxy][component]") {
-    // pg0's PostgreSQL takes connections into its backlog and never answers,
-    // as one does while it is being demoted.
-    const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(silent, 16) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+    silent_listener silent(16);  // pg0 takes connections and never answers, as while it is demoted
     auto members = cluster({"master", "replica"});
     auto cfg = config_for(members);
-    cfg.members[0].port = ntohs(addr.sin_port);
+    cfg.members[0].port = silent.port();
     proxy_under_test p(cfg);
     REQUIRE(p.wait_for_leader(0));
     auto outcome = startup_in_background(p.port(0));
@@ -677,5 +686,4 @@ TEST_CASE("a session whose member loses the leader role before answering waits f
     members[1]->api.set_body(fake_patroni::answer("master"));
     check_routed_to(outcome, "pg1");
     CHECK(p.server().totals()[0].closed[static_cast<std::size_t>(proxy::close_reason::backend_down)] == 0);
-    ::close(silent);
 }
