@@ -48,35 +48,33 @@ pid_of() { case $1 in patroxy) echo $px;; haproxy) echo $ha;; esac; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
+# rate_and_cpu ROUND PATH NAME UNIT PER CLIENT_ARGS...: runs the client for 5 s
+# and prints its rate as NAME, and the proxy's own CPU (user+system) per unit
+# as "proxy-only CPU per UNIT", whatever the rate. PER turns the client's
+# number into units per second (sessions/s: 1; MB/s of 100-byte echoes: 1e6/200).
+rate_and_cpu() {
+    local round=$1 path=$2 name=$3 unit=$4 per=$5; shift 5
+    local pid rate us="" cpu0=""
+    pid=$(pid_of "$path")
+    [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
+    rate=$("$client" "$@" --port "$(port_of "$path")" --seconds 5 | awk -v k="$per" '{printf "%.1f", $1 * k}')
+    printf '%s\t%s\t%s\t%s\t%ss/s\n' "$round" "$name" "$path" "$rate" "$unit"
+    if [ -n "$pid" ]; then
+        us=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" -v r="$rate" 'BEGIN {printf "%.2f", (b - a) * 1e6 / (r * 5)}')
+        printf '%s\tproxy-only CPU per %s\t%s\t%s\tus/%s\n' "$round" "$unit" "$path" "$us" "$unit"
+    fi
+    say "round $round $name $path: $rate/s ${us:-} us CPU/$unit"
+}
+
 paths=(direct patroxy haproxy)
 for round in $(seq "$rounds"); do
     order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
     for path in "${order[@]}"; do
-        pid=$(pid_of "$path")
-        us=""
-        [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
-        rate=$("$client" connect --port "$(port_of "$path")" --seconds 5 --threads 8 | awk '{print $1}')
-        printf '%s\tproxy-only sessions/s\t%s\t%s\tsessions/s\n' "$round" "$path" "$rate"
-        if [ -n "$pid" ]; then
-            # The proxy's own CPU per session (user+system), whatever the rate.
-            us=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" -v r="$rate" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (r * 5)}')
-            printf '%s\tproxy-only CPU per session\t%s\t%s\tus/session\n' "$round" "$path" "$us"
-        fi
-        say "round $round sessions/s $path: $rate ${us:-} us CPU/session"
+        rate_and_cpu "$round" "$path" "proxy-only sessions/s" session 1 connect --threads 8
     done
     for path in "${order[@]}"; do
         # A query's shape without PostgreSQL: 100 bytes each way, 8 sessions.
-        pid=$(pid_of "$path")
-        [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
-        rts=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 8 --chunk 100 |
-            awk '{printf "%.0f", $1 * 1e6 / 200}')
-        printf '%s\tproxy-only round trips\t%s\t%s\tround trips/s\n' "$round" "$path" "$rts"
-        us=""
-        if [ -n "$pid" ]; then
-            us=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" -v r="$rts" 'BEGIN {printf "%.2f", (b - a) * 1e6 / (r * 5)}')
-            printf '%s\tproxy-only CPU per round trip\t%s\t%s\tus/round trip\n' "$round" "$path" "$us"
-        fi
-        say "round $round round trips $path: $rts/s ${us:-} us CPU/round trip"
+        rate_and_cpu "$round" "$path" "proxy-only round trips" "round trip" 5000 relay --threads 8 --chunk 100
     done
     for path in "${order[@]}"; do
         mbs=$("$client" relay --port "$(port_of "$path")" --seconds 5 --threads 4 | awk '{print $1}')
