@@ -30,7 +30,6 @@ public:
 
     handle add(clock::time_point when, std::shared_ptr<session> s);
     void remove(handle h) { entries_.erase(h); }
-    std::size_t size() const { return entries_.size(); }
 
 private:
     void arm(clock::time_point when);

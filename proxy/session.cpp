@@ -27,6 +27,9 @@ void set_stream_options(tcp::socket& s) {
     s.set_option(net::socket_base::keep_alive(true), ignored);
 }
 
+// The failure of the system call just made, as asio reports its own.
+error_code last_error() { return {errno, boost::system::system_category()}; }
+
 std::string seconds_text(milliseconds d) {
     const auto ms = d.count();
     return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
@@ -220,7 +223,7 @@ void session::connect_to(std::size_t member) {
         return forward_first(0);
     }
     if (errno != EINPROGRESS) {
-        return on_connect_failed(error_code(errno, boost::system::system_category()).message());
+        return on_connect_failed(last_error().message());
     }
     // On loopback the handshake has usually finished by the time connect
     // returns: sending at once saves the wait for writability (an epoll_ctl
@@ -234,7 +237,7 @@ void session::connect_to(std::size_t member) {
             return forward_first(static_cast<std::size_t>(sent));  // the rest when there is room
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return on_connect_failed(error_code(errno, boost::system::system_category()).message());
+            return on_connect_failed(last_error().message());
         }
     }
     // A timed-out attempt's handler runs later with operation_aborted; the
@@ -280,6 +283,10 @@ void session::on_connect_failed(std::string_view why) {
     if (clock::now() + connect_retry_pause < route_deadline_) {
         return hold(connect_retry_pause);
     }
+    refuse_connect_failed();
+}
+
+void session::refuse_connect_failed() {
     refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
            "patroxy: could not connect to a member for listener '" + listener().name + "' (" + last_connect_error_ + ")");
 }
@@ -366,7 +373,7 @@ void session::on_read(side s, error_code ec, std::size_t n) {
         if (more > 0) {
             n += static_cast<std::size_t>(more);
         } else if (more < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            return close(abort_reason(s), error_code(errno, boost::system::system_category()).message());
+            return close(abort_reason(s), last_error().message());
         }  // 0: the peer finished too; the next read reports it after these bytes are out
         in_flight_[s] = std::move(lease);
         data = in_flight_[s].data();
@@ -392,7 +399,7 @@ void session::on_read(side s, error_code ec, std::size_t n) {
         return on_written(s, {}, n);
     }
     if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        return on_written(s, error_code(errno, boost::system::system_category()), 0);
+        return on_written(s, last_error(), 0);
     }
     // The other side reads slower than this one writes: wait, reading nothing more meanwhile.
     const auto done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
@@ -666,9 +673,7 @@ void session::on_deadline() {
         }
         leave_hold();
         if (!last_connect_error_.empty()) {
-            return refuse(close_reason::connect_failed, protocol::sqlstate::cannot_connect_now,
-                          "patroxy: could not connect to a member for listener '" + listener().name + "' (" +
-                              last_connect_error_ + ")");
+            return refuse_connect_failed();
         }
         return refuse(close_reason::no_backend, protocol::sqlstate::cannot_connect_now,
                       "patroxy: no " +

@@ -88,6 +88,7 @@ private:
     void connect_to(std::size_t member);
     void forward_first(std::size_t from);
     void on_connect_failed(std::string_view why);
+    void refuse_connect_failed();  ///< 57P03 naming the last connect error
     void on_first_forwarded(error_code ec, std::size_t n);
     // relaying
     void start_relay();

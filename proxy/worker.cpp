@@ -118,16 +118,20 @@ void worker::post_topology(health::topology_ptr t) {
     net::post(ioc_, [this, t = std::move(t)]() mutable { on_topology(std::move(t)); });
 }
 
-void worker::on_topology(health::topology_ptr t) {
-    topology_ = std::move(t);
+void worker::each_session(const std::function<void(session&)>& act) {
     // A session may close (and leave the set) while we walk it: walk a copy.
     const std::vector<session*> now(sessions_.begin(), sessions_.end());
     for (auto* s : now) {
         if (sessions_.count(s) != 0) {
             const auto keep = s->shared_from_this();  // its deadline may hold the last reference
-            s->on_topology();
+            act(*s);
         }
     }
+}
+
+void worker::on_topology(health::topology_ptr t) {
+    topology_ = std::move(t);
+    each_session([](session& s) { s.on_topology(); });
 }
 
 void worker::post_stop_accepting() {
@@ -140,25 +144,13 @@ void worker::post_stop_accepting() {
         for (auto& t : accept_retry_) {
             t->cancel();
         }
-        const std::vector<session*> now(sessions_.begin(), sessions_.end());
-        for (auto* s : now) {
-            if (sessions_.count(s) != 0) {
-                const auto keep = s->shared_from_this();
-                s->refuse_if_waiting();
-            }
-        }
+        each_session([](session& s) { s.refuse_if_waiting(); });
     });
 }
 
 void worker::post_close_all() {
     net::post(ioc_, [this] {
-        const std::vector<session*> now(sessions_.begin(), sessions_.end());
-        for (auto* s : now) {
-            if (sessions_.count(s) != 0) {
-                const auto keep = s->shared_from_this();
-                s->close(close_reason::shutdown, "drain limit reached");
-            }
-        }
+        each_session([](session& s) { s.close(close_reason::shutdown, "drain limit reached"); });
     });
 }
 

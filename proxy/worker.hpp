@@ -104,6 +104,8 @@ private:
     void do_accept(std::size_t listener);
     void on_accept(std::size_t listener, error_code ec, tcp::socket socket);
     void on_topology(health::topology_ptr t);
+    /// Calls `act` on every session alive now, even if earlier calls close others.
+    void each_session(const std::function<void(session&)>& act);
 
     const conf::config& cfg_;
     std::vector<listener_slots>& slots_;
