@@ -92,6 +92,8 @@ struct standin_backend::connection : std::enable_shared_from_this<connection> {
             return;
         case protocol::first_kind::startup:
             out = greeting(owner.name_, n);
+            // A client that did not wait for the answer: its next bytes are echoed too.
+            out.insert(out.end(), first.begin() + static_cast<std::ptrdiff_t>(d.consumed), first.end());
             return write_then([](connection& c) { c.echo(); });
         }
     }

@@ -15,6 +15,10 @@ std::size_t worker_count(const conf::config& cfg) {
 }
 
 namespace {
+// Boost 1.74 has no option for it: IP_FREEBIND lets a listener bind a VIP that
+// is not on this host yet (no net.ipv4.ip_nonlocal_bind needed).
+using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
+
 // SO_REUSEPORT would let a second patroxy (or anything of the same user) bind
 // our ports and silently take half the connections. A plain bind first fails
 // if anyone already listens there.

@@ -5,11 +5,11 @@
 #include "proxy/balancer.hpp"
 #include "proxy/worker.hpp"
 
-#include <boost/asio/write.hpp>
-
 #include <cstring>
 #include <utility>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace patroxy::proxy {
@@ -21,14 +21,20 @@ using clock = std::chrono::steady_clock;
 constexpr milliseconds connect_retry_pause{200};
 
 namespace {
-void set_stream_options(tcp::socket& s) {
-    error_code ignored;
-    s.set_option(tcp::no_delay(true), ignored);
-    s.set_option(net::socket_base::keep_alive(true), ignored);
-}
+// Events that mean "read now": bytes, the peer's FIN, a reset or an error.
+constexpr std::uint32_t readable = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+// Every socket of a session: registered once, never changed.
+constexpr std::uint32_t watched = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// Full reads in a row before other sessions get their turn.
+constexpr int reads_per_turn = 16;
 
-// The failure of the system call just made, as asio reports its own.
-error_code last_error() { return {errno, boost::system::system_category()}; }
+bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+void set_stream_options(int fd) {
+    const int on = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+}
 
 std::string seconds_text(milliseconds d) {
     const auto ms = d.count();
@@ -36,23 +42,23 @@ std::string seconds_text(milliseconds d) {
 }
 }  // namespace
 
-session::session(worker& owner, std::size_t listener, tcp::socket client, const tcp::endpoint& peer)
+session::session(worker& owner, std::size_t listener, unique_fd client, const tcp::endpoint& peer)
     : owner_(owner),
       listener_(listener),
       client_(std::move(client)),
-      server_(owner.ioc()),
       started_(clock::now()),
       client_text_(peer.address().to_string() + ":" + std::to_string(peer.port())) {
-    error_code ignored;
-    client_.non_blocking(true, ignored);  // see connect_to()
+    for (int s = 0; s < 2; ++s) {
+        ends_[s].self = this;
+        ends_[s].which = s;
+    }
 }
 
-session::~session() { owner_.remove(this); }
+session::~session() = default;
 
 const conf::listener_config& session::listener() const { return owner_.config().listeners[listener_]; }
 
 void session::start(bool over_limit) {
-    owner_.add(this);
     counted_ = true;  // the worker counted us in listener_slots before deciding over_limit
     auto& c = owner_.counters().listener(listener_);
     bump(c.accepted);
@@ -62,38 +68,104 @@ void session::start(bool over_limit) {
     }
     first_.reserve(128);  // TCP_NODELAY and SO_KEEPALIVE come from the listener
     arm(owner_.config().timeouts.startup, close_reason::startup_timeout);
-    do_read_first();
+    // No read yet: the loop reports bytes that are already there as well.
+    watch(from_client);
+}
+
+// Registers side s's socket; a failure (out of memory) ends the session.
+bool session::watch(side s) {
+    if (const auto ec = owner_.loop().watch(from(s), watched, &ends_[s])) {
+        close(close_reason::client_abort, "cannot watch socket: " + ec.message());
+        return false;
+    }
+    return true;
+}
+
+void session::on_ready(side s, std::uint32_t events) {
+    // The session stays alive through this batch of events even if it closes
+    // (the worker frees it afterwards), and stale events only cause a read or
+    // write that finds nothing to do.
+    switch (phase_) {
+    case phase::first_packet:
+        if (s == from_client) {
+            return read_first();
+        }
+        return;
+    case phase::holding:
+        unread_[s] = unread_[s] || (events & readable) != 0;
+        return;
+    case phase::connecting:
+        if (s == from_server) {
+            return send_first();
+        }
+        unread_[s] = unread_[s] || (events & readable) != 0;
+        return;
+    case phase::relaying: {
+        // Writes first: finishing one lets that direction read again.
+        const side toward = s == from_client ? from_server : from_client;
+        if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 && out_[toward].left > 0) {
+            flush(toward);
+            if (out_[toward].left == 0 && phase_ == phase::relaying) {
+                pump(toward);  // its reading stopped while the write waited
+            }
+        }
+        if ((events & readable) != 0 && phase_ == phase::relaying) {
+            pump(s);
+        }
+        return;
+    }
+    case phase::refusing:
+        if (s != from_client) {
+            return;
+        }
+        if (refusal_step_ == refusal_step::reading) {
+            return read_first();
+        }
+        if (to_client_.left > 0) {
+            return flush_to_client();
+        }
+        return;
+    case phase::cancelling:
+        if (s == from_server) {
+            return send_cancel();
+        }
+        return;
+    case phase::closed:
+        return;
+    }
 }
 
 // ---- first packet -----------------------------------------------------------
 
-void session::do_read_first() {
+void session::read_first() {
     // Grow in small steps; decode_first_packet refuses lengths over 10000
     // before we ever hold that much.
-    const auto have = first_.size();
-    first_.resize(have + 512);
-    client_.async_read_some(net::buffer(first_.data() + have, 512),
-                            [self = shared_from_this(), have](error_code ec, std::size_t n) {
-                                self->first_.resize(have + n);
-                                self->on_read_first(ec, n);
-                            });
-}
-
-void session::on_read_first(error_code ec, std::size_t) {
-    if (phase_ == phase::closed) {
-        return;
-    }
-    if (ec) {
-        return close(close_reason::client_abort, ec == net::error::eof ? "closed before its first packet" : ec.message());
-    }
-    const auto d = protocol::decode_first_packet(first_);
-    switch (d.st) {
-    case protocol::status::need_more:
-        return do_read_first();
-    case protocol::status::bad:
-        return close(close_reason::protocol_error, d.why);
-    case protocol::status::complete:
-        return on_first_packet(d.value, d.consumed);
+    for (;;) {
+        const auto have = first_.size();
+        first_.resize(have + 512);
+        const auto n = ::recv(client_.get(), first_.data() + have, 512, 0);
+        first_.resize(have + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+        if (n < 0) {
+            if (would_block(errno)) {
+                return;
+            }
+            return close(close_reason::client_abort, last_errno().message());
+        }
+        if (n == 0) {
+            return close(close_reason::client_abort, "closed before its first packet");
+        }
+        const auto d = protocol::decode_first_packet(first_);
+        switch (d.st) {
+        case protocol::status::need_more:
+            if (n < 512) {
+                return;  // drained: the rest comes with the next event
+            }
+            continue;
+        case protocol::status::bad:
+            return close(close_reason::protocol_error, d.why);
+        case protocol::status::complete:
+            return on_first_packet(d.value, d.consumed);
+        }
     }
 }
 
@@ -172,8 +244,7 @@ void session::on_topology() {
         // Nothing was said to the client yet: route it afresh. The pending
         // connect's handler finds the phase or attempt moved on and stops.
         if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
-            error_code ignored;
-            server_.close(ignored);
+            server_.reset();
             route();
         }
         return;
@@ -199,69 +270,57 @@ void session::refuse_if_waiting() {
     }
 }
 
+// Opens a non-blocking socket to `member`, starts connecting and watches it.
+std::optional<std::string> session::open_to(std::size_t member) {
+    server_.reset();
+    const auto& ep = owner_.member_endpoint(member);
+    server_.reset(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!server_) {
+        return last_errno().message();  // out of descriptors
+    }
+    set_stream_options(server_.get());
+    if (::connect(server_.get(), ep.data(), static_cast<socklen_t>(ep.size())) != 0 && errno != EINPROGRESS) {
+        return last_errno().message();
+    }
+    // Watched once connect has begun: before that an idle socket reports a hang-up.
+    if (const auto ec = owner_.loop().watch(server_.get(), watched, &ends_[from_server])) {
+        return ec.message();
+    }
+    return std::nullopt;
+}
+
 void session::connect_to(std::size_t member) {
     phase_ = phase::connecting;
     member_ = member;
     ++attempts_;
-    error_code ec;
-    server_.close(ec);
-    const auto& ep = owner_.member_endpoint(member);
-    // Non-blocking from the start: asio then needs no ioctl of its own, and
-    // the relay's direct reads need none either.
-    server_.open(ep.protocol(), ec);
-    if (!ec) {
-        server_.non_blocking(true, ec);
-    }
-    if (ec) {
-        return on_connect_failed(ec.message());  // out of descriptors
-    }
-    set_stream_options(server_);
+    first_sent_ = 0;
+    unread_[from_server] = false;
     arm(owner_.config().timeouts.connect, close_reason::connect_failed);
-    // Our own connect: asio's asks poll and getsockopt whether it finished,
-    // where the first packet's send tells just as well (a refusal is its error).
-    if (::connect(server_.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0) {
-        return forward_first(0);
-    }
-    if (errno != EINPROGRESS) {
-        return on_connect_failed(last_error().message());
+    if (const auto failed = open_to(member)) {
+        return on_connect_failed(*failed);
     }
     // On loopback the handshake has usually finished by the time connect
-    // returns: sending at once saves the wait for writability (an epoll_ctl
-    // and a trip through the event loop). Elsewhere it could not have.
-    if (ep.address().is_loopback()) {
-        const auto sent = ::send(server_.native_handle(), first_.data(), first_.size(), MSG_NOSIGNAL);
-        if (sent == static_cast<ssize_t>(first_.size())) {
-            return on_first_forwarded({}, first_.size());
-        }
-        if (sent >= 0) {
-            return forward_first(static_cast<std::size_t>(sent));  // the rest when there is room
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return on_connect_failed(last_error().message());
-        }
+    // returns: sending at once saves a turn of the loop. Elsewhere the socket
+    // reports writable when it is connected.
+    if (owner_.member_endpoint(member).address().is_loopback()) {
+        send_first();
     }
-    // A timed-out attempt's handler runs later with operation_aborted; the
-    // attempt number tells it apart from the current one.
-    server_.async_wait(tcp::socket::wait_write, [self = shared_from_this(), attempt = attempts_](error_code wait_ec) {
-        if (attempt != self->attempts_ || self->phase_ != phase::connecting || wait_ec == net::error::operation_aborted) {
-            return;
-        }
-        if (wait_ec) {
-            return self->on_connect_failed(wait_ec.message());
-        }
-        self->forward_first(0);
-    });
 }
 
-// Sends the first packet (and anything the client already sent after it)
-// from byte `from` on.
-void session::forward_first(std::size_t from) {
-    net::async_write(server_, net::buffer(first_.data() + from, first_.size() - from),
-                     [self = shared_from_this(), attempt = attempts_, from](error_code ec, std::size_t n) {
-                         if (attempt == self->attempts_) {
-                             self->on_first_forwarded(ec, from + n);
-                         }
-                     });
+// Sends the first packet (and anything the client already sent after it).
+// The send also tells whether the connect worked: a refusal is its error.
+void session::send_first() {
+    const auto sent = ::send(server_.get(), first_.data() + first_sent_, first_.size() - first_sent_, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (would_block(errno) || errno == ENOTCONN) {
+            return;  // still connecting, or no room: the socket reports when
+        }
+        return on_connect_failed(last_errno().message());  // the connect failed, or the member reset at once
+    }
+    first_sent_ += static_cast<std::size_t>(sent);
+    if (first_sent_ == first_.size()) {
+        on_first_forwarded();
+    }
 }
 
 void session::on_connect_failed(std::string_view why) {
@@ -291,13 +350,7 @@ void session::refuse_connect_failed() {
            "patroxy: could not connect to a member for listener '" + listener().name + "' (" + last_connect_error_ + ")");
 }
 
-void session::on_first_forwarded(error_code ec, std::size_t n) {
-    if (phase_ != phase::connecting || ec == net::error::operation_aborted) {
-        return;  // closed, timed out, or routed afresh
-    }
-    if (ec) {
-        return on_connect_failed(ec.message());  // the connect failed, or the member reset at once
-    }
+void session::on_first_forwarded() {
     auto& mc = owner_.counters().member(listener_, *member_);
     bump(mc.current);
     bump(mc.total);
@@ -305,7 +358,7 @@ void session::on_first_forwarded(error_code ec, std::size_t n) {
     count_in(slot.active, slot.peak);
     member_counted_ = true;
     disarm();
-    count_bytes(from_client, n);
+    count_bytes(from_client, first_.size());
     start_relay();
 }
 
@@ -319,65 +372,65 @@ void session::start_relay() {
     awaiting_encryption_answer_ = kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
     last_read_[from_client] = last_read_[from_server] = clock::now();
     arm_idle_check();
-    read_more(from_server);
-    if (held_from_client_ > 0) {
-        return on_read(from_client, {}, std::exchange(held_from_client_, 0));
+    // Only what was reported while we could not read: anything else comes
+    // with its own event (no read that finds nothing).
+    for (const auto s : {from_server, from_client}) {
+        if (std::exchange(unread_[s], false) && phase_ == phase::relaying) {
+            pump(s);
+        }
     }
-    if (!client_reading_) {
-        read_more(from_client);
-    }  // else a cancelled read's handler is still due: it reads again
 }
 
-void session::read_more(side s) {
-    client_reading_ = client_reading_ || s == from_client;
-    from(s).async_read_some(net::buffer(small_[s]), [self = shared_from_this(), s](error_code ec, std::size_t n) {
-        self->on_read(s, ec, n);
-    });
+// Reads from side s and writes to the other side until s is drained, the
+// other side cannot take more, or s has had its turn.
+void session::pump(side s) {
+    for (int turn = 0; turn < reads_per_turn; ++turn) {
+        if (phase_ != phase::relaying || out_[s].left > 0 || eof_[s]) {
+            return;  // a pending write resumes reading when it is done
+        }
+        const auto n = ::recv(from(s), small_[s].data(), small_read, 0);
+        if (n < 0) {
+            if (would_block(errno)) {
+                return;
+            }
+            return on_read_failed(s, last_errno().message());
+        }
+        if (n == 0) {
+            if (unanswered(s)) {
+                return retry_unanswered("closed before answering");
+            }
+            return end_of_stream(s);
+        }
+        last_read_[s] = clock::now();
+        const std::uint8_t* data = small_[s].data();
+        auto got = static_cast<std::size_t>(n);
+        bool maybe_more = got == small_read;
+        if (maybe_more) {
+            // Probably more behind it: take the rest into a pool buffer, one write for all.
+            auto lease = owner_.buffers().take();
+            std::memcpy(lease.data(), data, got);
+            const auto more = ::recv(from(s), lease.data() + got, lease.size() - got, 0);
+            if (more > 0) {
+                got += static_cast<std::size_t>(more);
+                maybe_more = got == lease.size();
+            } else if (more < 0 && !would_block(errno)) {
+                return close(abort_reason(s), last_errno().message());
+            } else {
+                maybe_more = more == 0;  // the peer finished too: the next read reports it after these bytes
+            }
+            in_flight_[s] = std::move(lease);
+            data = in_flight_[s].data();
+        }
+        if (!relay(s, data, got) || !maybe_more) {
+            return;  // waiting for a write, closed, or drained: the next bytes bring an event
+        }
+    }
+    // Still more: the other sessions first, then this one again.
+    owner_.loop().defer([self = shared_from_this(), s] { self->pump(s); });
 }
 
-void session::on_read(side s, error_code ec, std::size_t n) {
-    if (s == from_client) {
-        client_reading_ = false;
-    }
-    if (ec == net::error::operation_aborted) {
-        // Cancelled by a retry; the relay with the next member may be on already.
-        if (s == from_client && phase_ == phase::relaying && !writing_[s]) {
-            read_more(s);
-        }
-        return;
-    }
-    if (phase_ != phase::relaying) {
-        // Completed just before a retry cancelled it: the bytes stay in small_
-        // and follow the first packet to the next member (start_relay).
-        if (!ec && s == from_client && (phase_ == phase::connecting || phase_ == phase::holding)) {
-            held_from_client_ = n;
-        }
-        return;
-    }
-    if (ec && unanswered(s)) {
-        return retry_unanswered(ec == net::error::eof ? "closed before answering" : ec.message());
-    }
-    if (ec == net::error::eof) {
-        return end_of_stream(s);
-    }
-    if (ec) {
-        return close(abort_reason(s), ec.message());
-    }
-    last_read_[s] = clock::now();
-    const std::uint8_t* data = small_[s].data();
-    if (n == small_read) {
-        // Probably more behind it: take the rest into a pool buffer, one write for all.
-        auto lease = owner_.buffers().take();
-        std::memcpy(lease.data(), data, n);
-        const auto more = ::recv(from(s).native_handle(), lease.data() + n, lease.size() - n, 0);
-        if (more > 0) {
-            n += static_cast<std::size_t>(more);
-        } else if (more < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            return close(abort_reason(s), last_error().message());
-        }  // 0: the peer finished too; the next read reports it after these bytes are out
-        in_flight_[s] = std::move(lease);
-        data = in_flight_[s].data();
-    }
+// Passes n bytes read from side s on; false when they could not all go now.
+bool session::relay(side s, const std::uint8_t* data, std::size_t n) {
     if (s == from_server && unanswered(s) && packet_->kind == protocol::first_kind::startup) {
         // A PostgreSQL that is shutting down or starting up answers FATAL 57P03
         // before Patroni reports the change. The client has seen nothing yet,
@@ -386,46 +439,50 @@ void session::on_read(side s, error_code ec, std::size_t n) {
         if (d.st == protocol::status::complete && d.value.kind == protocol::server_kind::error_response &&
             d.value.sqlstate == protocol::sqlstate::cannot_connect_now) {
             in_flight_[s].release();
-            return retry_unanswered("answered 57P03: " + d.value.message);
+            retry_unanswered("answered 57P03: " + d.value.message);
+            return false;
         }
     }
     if (s == from_server && scanning_) {
         scan_startup_answer(data, n);
     }
-    // Send now rather than through async_write: its completion would be one
-    // more trip through the event loop (and one more epoll_wait) per packet.
-    const auto sent = ::send(to(s).native_handle(), data, n, MSG_NOSIGNAL);
-    if (sent == static_cast<ssize_t>(n)) {
-        return on_written(s, {}, n);
-    }
-    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        return on_written(s, last_error(), 0);
-    }
-    // The other side reads slower than this one writes: wait, reading nothing more meanwhile.
-    const auto done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
-    writing_[s] = true;
-    net::async_write(to(s), net::buffer(data + done, n - done),
-                     [self = shared_from_this(), s, done](error_code wec, std::size_t written) {
-                         self->on_written(s, wec, done + written);
-                     });
+    out_[s] = {data, n, n};
+    flush(s);
+    return out_[s].left == 0 && phase_ == phase::relaying;
 }
 
-void session::on_written(side s, error_code ec, std::size_t n) {
-    writing_[s] = false;
-    in_flight_[s].release();
-    if (phase_ != phase::relaying) {
-        return;
-    }
-    if (ec) {
+// Writes what side s's last read left for the other side.
+void session::flush(side s) {
+    auto& o = out_[s];
+    const auto sent = ::send(to(s), o.data, o.left, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (would_block(errno)) {
+            return;  // the other side reads slower than this one writes: its socket reports room
+        }
         // The write went to the other side: its failure is the other side's abort.
-        return close(abort_reason(s == from_client ? from_server : from_client), ec.message());
+        return close(abort_reason(s == from_client ? from_server : from_client), last_errno().message());
     }
-    count_bytes(s, n);
+    o.data += sent;
+    o.left -= static_cast<std::size_t>(sent);
+    if (o.left == 0) {
+        on_written(s);
+    }
+}
+
+void session::on_written(side s) {
+    in_flight_[s].release();
+    count_bytes(s, std::exchange(out_[s], pending{}).total);
     if (s == from_server && !first_.empty()) {
         first_.clear();
         first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
     }
-    read_more(s);
+}
+
+void session::on_read_failed(side s, const std::string& why) {
+    if (unanswered(s)) {
+        return retry_unanswered(why);
+    }
+    close(abort_reason(s), why);
 }
 
 // Reads (never changes) the member's startup answer until ReadyForQuery to
@@ -475,19 +532,20 @@ void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
 // can go to another attempt, as after a failed connect.
 bool session::unanswered(side s) const {
     return s == from_server && bytes_[from_server] == 0 && !first_.empty() && bytes_[from_client] == first_.size() &&
-           !writing_[from_client];
+           out_[from_client].left == 0;
 }
 
 void session::retry_unanswered(std::string_view why) {
-    error_code ignored;
-    client_.cancel(ignored);
-    server_.close(ignored);
+    server_.reset();
     if (member_counted_) {
         uncount_member();
     }
     bytes_ = {0, 0};
     eof_ = {false, false};
-    phase_ = phase::connecting;  // pending relay handlers see they are stale
+    out_ = {};
+    in_flight_[from_server].release();
+    unread_[from_server] = false;
+    phase_ = phase::connecting;
     on_connect_failed(why);
 }
 
@@ -522,14 +580,12 @@ close_reason session::abort_reason(side s) const {
 // One side finished sending: pass the half-close on, end when both have.
 void session::end_of_stream(side s) {
     eof_[s] = true;
-    error_code ignored;
-    to(s).shutdown(tcp::socket::shutdown_send, ignored);
-    if (eof_[from_client] && eof_[from_server]) {
-        close(close_reason::done);
-    } else if (s == from_server) {
-        // PostgreSQL closes after Terminate or a FATAL error; nothing more can come.
-        close(close_reason::done);
+    if ((eof_[from_client] && eof_[from_server]) || s == from_server) {
+        // PostgreSQL closes after Terminate or a FATAL error; nothing more can
+        // come. Closing sends the FIN: no shutdown call of its own.
+        return close(close_reason::done);
     }
+    ::shutdown(to(s), SHUT_WR);
 }
 
 // One timer checks both idle limits; re-arming per read would cost a timer
@@ -569,26 +625,42 @@ void session::refuse(close_reason why, std::string_view sqlstate, std::string me
     send_refusal();
 }
 
-// Answers 'N' to an SSL/GSS request and reads the client's next packet.
+// Answers 'N' to an SSL/GSS request, then reads the client's next packet.
 void session::decline_encryption() {
     first_.clear();
     ++declines_;
-    net::async_write(client_, net::buffer(&protocol::decline_encryption, 1),
-                     [self = shared_from_this()](error_code ec, std::size_t) {
-                         if (ec) {
-                             return self->close(self->refusal_, "client left during refusal");
-                         }
-                         self->do_read_first();
-                     });
+    refusal_step_ = refusal_step::declining;
+    to_client_ = {&protocol::decline_encryption, 1, 1};
+    flush_to_client();
 }
 
 void session::send_refusal() {
     arm(owner_.config().timeouts.startup, refusal_);
-    net::async_write(client_, net::buffer(refusal_bytes_), [self = shared_from_this()](error_code, std::size_t) {
-        error_code ignored;
-        self->client_.shutdown(tcp::socket::shutdown_send, ignored);
-        self->close(self->refusal_, self->refusal_text_);
-    });
+    refusal_step_ = refusal_step::answering;
+    to_client_ = {refusal_bytes_.data(), refusal_bytes_.size(), refusal_bytes_.size()};
+    flush_to_client();
+}
+
+void session::flush_to_client() {
+    const auto sent = ::send(client_.get(), to_client_.data, to_client_.left, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (would_block(errno)) {
+            return;  // the socket reports room
+        }
+        return close(refusal_, "client left during refusal");
+    }
+    to_client_.data += sent;
+    to_client_.left -= static_cast<std::size_t>(sent);
+    if (to_client_.left > 0) {
+        return;
+    }
+    if (refusal_step_ == refusal_step::declining) {
+        refusal_step_ = refusal_step::reading;
+        return read_first();
+    }
+    // The error first, then the FIN, even if the close has to reset.
+    ::shutdown(client_.get(), SHUT_WR);
+    close(refusal_, refusal_text_);
 }
 
 // ---- cancel -------------------------------------------------------------------------
@@ -616,41 +688,42 @@ void session::forward_cancel() {
 }
 
 void session::next_cancel_target() {
-    error_code ignored;
-    server_.close(ignored);
+    server_.reset();
     if (cancel_next_ >= cancel_targets_.size()) {
         return close(close_reason::cancel_forwarded, std::to_string(cancel_targets_.size()) + " member(s)");
     }
     member_ = cancel_targets_[cancel_next_++];
+    first_sent_ = 0;
     arm(owner_.config().timeouts.connect, close_reason::connect_failed);
-    server_.async_connect(owner_.member_endpoint(*member_), [self = shared_from_this(), n = cancel_next_](error_code ec) {
-        if (n == self->cancel_next_) {
-            self->on_cancel_connected(ec);
-        }
-    });
-}
-
-void session::on_cancel_connected(error_code ec) {
-    if (phase_ != phase::cancelling) {
-        return;
-    }
-    if (ec) {
+    if (open_to(*member_)) {
         return next_cancel_target();
     }
-    net::async_write(server_, net::buffer(first_), [self = shared_from_this(), n = cancel_next_](error_code, std::size_t) {
-        if (self->phase_ == phase::cancelling && n == self->cancel_next_) {
-            self->next_cancel_target();
+    // Not sent at once even on loopback: the socket reports when it is connected.
+}
+
+void session::send_cancel() {
+    const auto sent = ::send(server_.get(), first_.data() + first_sent_, first_.size() - first_sent_, MSG_NOSIGNAL);
+    if (sent < 0) {
+        if (would_block(errno) || errno == ENOTCONN) {
+            return;
         }
-    });
+        return next_cancel_target();
+    }
+    first_sent_ += static_cast<std::size_t>(sent);
+    if (first_sent_ == first_.size()) {
+        next_cancel_target();
+    }
 }
 
 // ---- deadlines and closing ------------------------------------------------------------
 
 void session::arm(milliseconds after, close_reason why) {
-    auto self = shared_from_this();
     disarm();
     deadline_why_ = why;
-    deadline_ = owner_.deadlines().add(clock::now() + after, std::move(self));
+    deadline_ = owner_.deadlines().add(clock::now() + after, [self = shared_from_this()] {
+        self->deadline_.reset();  // the queue has let go of it
+        self->on_deadline();
+    });
 }
 
 void session::disarm() {
@@ -661,7 +734,6 @@ void session::disarm() {
 }
 
 void session::on_deadline() {
-    deadline_.reset();  // the queue has let go of it
     switch (phase_) {
     case phase::closed:
         return;
@@ -721,11 +793,12 @@ void session::close(close_reason why, std::string_view detail) {
     }
     leave_hold();
     phase_ = phase::closed;
-    error_code ignored;
     disarm();
-    client_.close(ignored);
-    server_.close(ignored);
-    owner_.remove(this);
+    client_.reset();
+    server_.reset();
+    in_flight_ = {};
+    out_ = {};
+    owner_.remove(this);  // freed after this batch of events
     if (key_) {
         owner_.cancels().remove(*key_);
     }

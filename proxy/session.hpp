@@ -1,7 +1,10 @@
 #pragma once
 // One client connection and, once routed, its member connection. The session
-// owns both sockets; it lives on the worker that accepted it and is only ever
-// touched from that worker's thread.
+// owns both sockets; it lives on the worker that accepted it (which owns it)
+// and is only ever touched from that worker's thread. Both sockets are
+// watched edge-triggered for reading and writing from the moment they exist:
+// an event means "try again", and a read shorter than its buffer means the
+// socket is drained until the next event.
 //
 // Life: read the first packet (startup timeout) -> pick a member, or hold for
 // wait_for_backend -> connect (connect timeout, retries) -> forward the first
@@ -13,7 +16,7 @@
 #include "protocol/server_message.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/close_reason.hpp"
-#include "proxy/deadline_queue.hpp"
+#include "proxy/event_loop.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -53,7 +56,7 @@ inline bool runs_longer(const session_view& a, const session_view& b) { return a
 class session : public std::enable_shared_from_this<session> {
 public:
     /// `peer`: the client's address, as accept reported it.
-    session(worker& owner, std::size_t listener, tcp::socket client, const tcp::endpoint& peer);
+    session(worker& owner, std::size_t listener, unique_fd client, const tcp::endpoint& peer);
     ~session();
     session(const session&) = delete;
     session& operator=(const session&) = delete;
@@ -70,31 +73,47 @@ public:
     void refuse_if_waiting();
     /// A copy of what the stats page shows (worker thread).
     session_view view(std::chrono::steady_clock::time_point now) const;
-    /// The deadline set by arm() has passed (the worker's deadline queue calls this).
-    void on_deadline();
 
 private:
     enum class phase { first_packet, holding, connecting, relaying, refusing, cancelling, closed };
     enum side : int { from_client = 0, from_server = 1 };
 
+    /// One socket's events, as the worker's loop reports them.
+    struct end final : event_loop::watcher {
+        session* self = nullptr;
+        int which = 0;  ///< the side whose socket this is
+        void on_ready(std::uint32_t events) override { self->on_ready(static_cast<side>(which), events); }
+    };
+    /// Bytes on their way out: `left` of them from `data` on; `total` is what
+    /// the whole write counts once it is done.
+    struct pending {
+        const std::uint8_t* data = nullptr;
+        std::size_t left = 0;
+        std::size_t total = 0;
+    };
+
+    void on_ready(side s, std::uint32_t events);
+    bool watch(side s);
     // first packet
-    void do_read_first();
-    void on_read_first(error_code ec, std::size_t n);
+    void read_first();
     void on_first_packet(protocol::first_packet packet, std::size_t consumed);
     // routing and connecting
     void route();
     void hold(std::chrono::milliseconds retry_after);
     void leave_hold();
+    std::optional<std::string> open_to(std::size_t member);  ///< an error, or the socket connecting
     void connect_to(std::size_t member);
-    void forward_first(std::size_t from);
+    void send_first();
     void on_connect_failed(std::string_view why);
     void refuse_connect_failed();  ///< 57P03 naming the last connect error
-    void on_first_forwarded(error_code ec, std::size_t n);
+    void on_first_forwarded();
     // relaying
     void start_relay();
-    void read_more(side s);
-    void on_read(side s, error_code ec, std::size_t n);
-    void on_written(side s, error_code ec, std::size_t n);
+    void pump(side s);
+    bool relay(side s, const std::uint8_t* data, std::size_t n);
+    void flush(side s);
+    void on_written(side s);
+    void on_read_failed(side s, const std::string& why);
     void end_of_stream(side s);
     close_reason abort_reason(side s) const;
     void scan_startup_answer(const std::uint8_t* data, std::size_t n);
@@ -107,22 +126,25 @@ private:
     void refuse(close_reason why, std::string_view sqlstate, std::string message);
     void send_refusal();
     void decline_encryption();
+    void flush_to_client();
     void forward_cancel();
-    void on_cancel_connected(error_code ec);
     void next_cancel_target();
+    void send_cancel();
     // deadlines
     void arm(std::chrono::milliseconds after, close_reason why);
     void disarm();
+    void on_deadline();
 
-    tcp::socket& from(side s) { return s == from_client ? client_ : server_; }
-    tcp::socket& to(side s) { return s == from_client ? server_ : client_; }
+    int from(side s) const { return s == from_client ? client_.get() : server_.get(); }
+    int to(side s) const { return s == from_client ? server_.get() : client_.get(); }
     const conf::listener_config& listener() const;
     std::string describe_client() const;
 
     worker& owner_;
     std::size_t listener_;
-    tcp::socket client_;
-    tcp::socket server_;
+    unique_fd client_;
+    unique_fd server_;
+    std::array<end, 2> ends_;
     std::optional<deadline_queue::handle> deadline_;  ///< in the worker's queue
     close_reason deadline_why_ = close_reason::startup_timeout;
     phase phase_ = phase::first_packet;
@@ -132,12 +154,15 @@ private:
     std::string last_connect_error_;
 
     std::vector<std::uint8_t> first_;        ///< first packet bytes, kept until the member answers
+    std::size_t first_sent_ = 0;             ///< of first_, to the member being connected to
     std::optional<protocol::first_packet> packet_;
     int declines_ = 0;
 
     std::optional<close_reason> refuse_on_first_;   ///< maxconn: refuse once the first packet is in
     close_reason refusal_ = close_reason::no_backend;
     std::vector<std::uint8_t> refusal_bytes_;
+    enum class refusal_step { declining, reading, answering } refusal_step_ = refusal_step::answering;
+    pending to_client_;                      ///< the refusal or the 'N' that declines encryption
     std::string refusal_text_;
 
     std::optional<std::size_t> member_;      ///< the member connected or being connected to
@@ -145,17 +170,15 @@ private:
     bool counted_ = false;                   ///< counted in the listener's active sessions
     bool member_counted_ = false;
 
-    // Each side reads into a small buffer of its own: waiting with a buffer
-    // lets asio skip both the read that finds nothing and the epoll_ctl an
-    // async_wait costs. A full one moves to a pool buffer for the rest.
+    // Each side reads into a small buffer of its own; a full one moves to a
+    // pool buffer for the rest, so a large result still leaves in one write.
     static constexpr std::size_t small_read = 512;
     std::array<std::array<std::uint8_t, small_read>, 2> small_{};
     std::array<buffer_pool::lease, 2> in_flight_;  ///< a large read, only while its write is pending
-    std::array<bool, 2> writing_{false, false};
-    // A retry cancels the client's read; one that had already completed
-    // leaves its bytes in small_ to follow the first packet to the next member.
-    bool client_reading_ = false;
-    std::size_t held_from_client_ = 0;
+    std::array<pending, 2> out_;                   ///< read from from(s), not yet all written to to(s)
+    // Events that came while the phase had no use for them: their bytes are
+    // read once relaying begins (an edge is reported only once).
+    std::array<bool, 2> unread_{false, false};
     std::array<bool, 2> eof_{false, false};
     std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
     std::array<std::uint64_t, 2> bytes_{0, 0};

@@ -1,7 +1,7 @@
 #pragma once
-// One data-plane thread: its own io_context, its own SO_REUSEPORT acceptor per
-// listener, the sessions it accepted, and its own copy of the current
-// topology pointer. Nothing here is shared with other workers except the
+// One data-plane thread: its own event loop, its own SO_REUSEPORT listening
+// socket per listener, the sessions it accepted (it owns them), and its own
+// copy of the current topology pointer. Nothing here is shared with other workers except the
 // listeners' active-session counts (one atomic per accept and close).
 
 #include "conf/config.hpp"
@@ -9,12 +9,9 @@
 #include "proxy/buffer_pool.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/counters.hpp"
-#include "proxy/deadline_queue.hpp"
+#include "proxy/event_loop.hpp"
 #include "proxy/session.hpp"
 #include "proxy/trouble_reporter.hpp"
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 
 #include <netinet/in.h>
 
@@ -22,16 +19,10 @@
 #include <functional>
 #include <memory>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 namespace patroxy::proxy {
-
-// Boost 1.74 has no option for these; the kernel spreads accepts across the
-// workers' SO_REUSEPORT sockets, and IP_FREEBIND lets a listener bind a VIP
-// that is not on this host yet (no net.ipv4.ip_nonlocal_bind needed).
-using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-using free_bind = net::detail::socket_option::boolean<IPPROTO_IP, IP_FREEBIND>;
 
 /// Listener state every worker shares, touched once per new session (never
 /// per byte): the maxconn budget and the round-robin cursor, so that reads
@@ -68,7 +59,7 @@ public:
     /// Binds this worker's acceptor for every listener; throws with the
     /// listener named on failure (before any thread starts).
     void open_listeners();
-    /// Runs the io_context on a thread of its own.
+    /// Runs the event loop on a thread of its own.
     void start();
     /// Any thread: adopt a new topology.
     void post_topology(health::topology_ptr t);
@@ -86,23 +77,32 @@ public:
     const worker_counters& counters() const { return counters_; }
 
     // For this worker's sessions (worker thread only).
-    net::io_context& ioc() { return ioc_; }
+    event_loop& loop() { return loop_; }
     const conf::config& config() const { return cfg_; }
     const health::topology& topology() const { return *topology_; }
     buffer_pool& buffers() { return buffers_; }
-    deadline_queue& deadlines() { return deadlines_; }
+    deadline_queue& deadlines() { return loop_.deadlines(); }
     worker_counters& counters() { return counters_; }
     listener_slots& slots(std::size_t listener) { return slots_[listener]; }
     cancel_registry& cancels() { return cancels_; }
     trouble_reporter& trouble() { return trouble_; }
     const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
     bool accepting() const { return accepting_; }
-    void add(session* s);
+    /// A session that has just closed: freed once the current batch of
+    /// events is handled (one of them may still name it).
     void remove(session* s);
 
 private:
-    void do_accept(std::size_t listener);
-    void on_accept(std::size_t listener, error_code ec, tcp::socket socket);
+    /// One listening socket of this worker.
+    struct listening final : event_loop::watcher {
+        worker* owner = nullptr;
+        std::size_t index = 0;
+        unique_fd fd;
+        void on_ready(std::uint32_t) override { owner->accept_some(index); }
+    };
+
+    void accept_some(std::size_t listener);
+    void pause_accepting(std::size_t listener);
     void on_topology(health::topology_ptr t);
     /// Calls `act` on every session alive now, even if earlier calls close others.
     void each_session(const std::function<void(session&)>& act);
@@ -111,24 +111,18 @@ private:
     std::vector<listener_slots>& slots_;
     cancel_registry& cancels_;
     trouble_reporter& trouble_;
-    // Declared before ioc_ so they outlive it: destroying ioc_ destroys the
-    // sessions its pending handlers hold, and those return buffers and leave
-    // the set on the way out.
+    // Declared before loop_ so they outlive it: destroying the loop destroys
+    // the deadlines that hold sessions, and those return buffers on the way out.
     buffer_pool buffers_;
     worker_counters counters_;
-    std::unordered_set<session*> sessions_;
+    std::unordered_map<session*, std::shared_ptr<session>> sessions_;
+    std::vector<std::shared_ptr<session>> closed_;  ///< freed after the current batch
     std::atomic<std::size_t> session_count_{0};
-    net::io_context ioc_{1};
-    net::executor_work_guard<net::io_context::executor_type> work_;
-    // After ioc_: the sessions it keeps alive close their sockets while the
-    // io_context still exists.
-    deadline_queue deadlines_{ioc_};
-    std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
-    std::vector<std::unique_ptr<net::steady_timer>> accept_retry_;
+    event_loop loop_;
+    std::vector<std::unique_ptr<listening>> listeners_;
     health::topology_ptr topology_;
     std::vector<tcp::endpoint> member_endpoints_;
     bool accepting_ = true;
-    std::vector<tcp::endpoint> peers_;   ///< per listener: filled by its pending accept
     std::thread thread_;
 };
 

@@ -271,6 +271,26 @@ TEST_CASE("a client with no leader is held and routed as soon as one appears", "
     check_routed_to(outcome, "pg1");
 }
 
+TEST_CASE("bytes a held client sends after its startup reach the member once one is routed", "[proxy][component]") {
+    // The session reads nothing while it waits: what the client sends then is
+    // reported once, and must be read when relaying begins.
+    auto members = cluster({"replica"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 1; }));
+    raw_client c(p.port(0));
+    REQUIRE(c.send(make_startup({{"user", "tester"}, {"database", "db"}})));
+    REQUIRE(eventually([&] { return p.server().totals()[0].held == 1; }));
+    const packet query = {'Q', 0, 0, 0, 13, 's', 'e', 'l', 'e', 'c', 't', ' ', '1', 0};
+    REQUIRE(c.send(query));
+    std::this_thread::sleep_for(200ms);  // the bytes arrive while the session holds
+    members[0]->api.set_body(fake_patroni::answer("master"));
+    const auto r = c.read_until_ready();
+    REQUIRE(r.ready);
+    packet echoed(query.size());
+    REQUIRE(c.read_exact(echoed.data(), echoed.size()));  // the stand-in echoes after ReadyForQuery
+    CHECK(echoed == query);
+}
+
 TEST_CASE("a held client gets FATAL 57P03 naming the listener when no leader comes", "[proxy][component]") {
     auto members = cluster({"replica"});
     auto cfg = config_for(members);
