@@ -164,6 +164,8 @@ void session::read_first() {
         case protocol::status::bad:
             return close(close_reason::protocol_error, d.why);
         case protocol::status::complete:
+            // A full read may have left more behind it, which no new event reports.
+            unread_[from_client] = n == 512;
             return on_first_packet(d.value, d.consumed);
         }
     }

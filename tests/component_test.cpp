@@ -291,6 +291,23 @@ TEST_CASE("bytes a held client sends after its startup reach the member once one
     CHECK(echoed == query);
 }
 
+TEST_CASE("a client that sends more than a read's worth right behind its startup has all of it relayed", "[proxy][component]") {
+    auto members = cluster({"master"});
+    proxy_under_test p(config_for(members));
+    REQUIRE(p.wait_for_leader(0));
+    raw_client c(p.port(0));
+    auto bytes = make_startup({{"user", "tester"}, {"database", "db"}});
+    const auto startup_size = bytes.size();
+    for (std::size_t i = 0; i < 3000; ++i) {
+        bytes.push_back(static_cast<std::uint8_t>(i % 251));
+    }
+    REQUIRE(c.send(bytes));  // one write: the proxy's first read takes only part of it
+    REQUIRE(c.read_until_ready().ready);
+    packet echoed(bytes.size() - startup_size);
+    REQUIRE(c.read_exact(echoed.data(), echoed.size()));
+    CHECK(std::equal(echoed.begin(), echoed.end(), bytes.begin() + static_cast<std::ptrdiff_t>(startup_size)));
+}
+
 TEST_CASE("a held client gets FATAL 57P03 naming the listener when no leader comes", "[proxy][component]") {
     auto members = cluster({"replica"});
     auto cfg = config_for(members);
