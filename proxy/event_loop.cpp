@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <stdexcept>
 
@@ -23,8 +24,10 @@ int deadline_queue::wait_ms(clock::time_point now) const {
     if (left <= clock::duration::zero()) {
         return 0;
     }
-    // Rounded up: waking a little early would only find nothing due.
-    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    // Rounded up: waking a little early would only find nothing due. At
+    // most an hour, so a timeout of days still fits epoll_wait's int.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left);
+    return static_cast<int>(std::min<std::chrono::milliseconds>(ms, std::chrono::hours{1}).count());
 }
 
 void deadline_queue::fire_due(clock::time_point now) {
@@ -83,10 +86,7 @@ void event_loop::post(std::function<void()> work) {
 }
 
 void event_loop::stop() {
-    {
-        const std::lock_guard lock(posted_mutex_);
-        stopping_ = true;
-    }
+    stopping_.store(true, std::memory_order_release);
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(wakeup_.get(), &one, sizeof one);
 }
@@ -107,13 +107,7 @@ void event_loop::drain_posted() {
 void event_loop::run() {
     constexpr int batch = 128;
     epoll_event events[batch];
-    for (;;) {
-        {
-            const std::lock_guard lock(posted_mutex_);
-            if (stopping_) {
-                return;
-            }
-        }
+    while (!stopping_.load(std::memory_order_acquire)) {
         const int timeout = deferred_.empty() ? deadlines_.wait_ms(deadline_queue::clock::now()) : 0;
         const int n = ::epoll_wait(epoll_.get(), events, batch, timeout);
         if (n < 0 && errno != EINTR) {

@@ -13,6 +13,7 @@
 
 #include <sys/epoll.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -118,7 +119,7 @@ private:
     std::vector<std::function<void()>> deferred_;
     std::mutex posted_mutex_;
     std::vector<std::function<void()>> posted_;
-    bool stopping_ = false;  ///< under posted_mutex_
+    std::atomic<bool> stopping_{false};
 };
 
 }  // namespace patroxy::proxy

@@ -87,7 +87,8 @@ void session::on_ready(side s, std::uint32_t events) {
     // write that finds nothing to do.
     switch (phase_) {
     case phase::first_packet:
-        if (s == from_client) {
+        // A new socket also reports that it is writable: nothing to read then.
+        if (s == from_client && (events & readable) != 0) {
             return read_first();
         }
         return;
@@ -119,7 +120,10 @@ void session::on_ready(side s, std::uint32_t events) {
             return;
         }
         if (refusal_step_ == refusal_step::reading) {
-            return read_first();
+            if ((events & readable) != 0) {
+                read_first();
+            }
+            return;
         }
         if (to_client_.left > 0) {
             return flush_to_client();

@@ -11,6 +11,7 @@ namespace patroxy::proxy {
 
 namespace {
 constexpr std::chrono::milliseconds accept_back_off{100};
+constexpr std::chrono::seconds accept_failure_log_interval{10};
 // Accepts per wake-up: the rest wait for the next turn of the loop, so one
 // busy listener does not hold up the sessions already open.
 constexpr int accepts_per_turn = 16;
@@ -104,9 +105,16 @@ void worker::accept_some(std::size_t listener) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
                 return;
             }
-            // Out of descriptors or memory: back off briefly instead of spinning.
-            PATROXY_LOG(error, "proxy") << "accept on listener '" << cfg_.listeners[listener].name
-                                        << "' failed: " << last_errno().message();
+            // Out of descriptors or memory: back off briefly instead of
+            // spinning, and say so now and then rather than ten times a second.
+            const auto why = last_errno();
+            const auto now = std::chrono::steady_clock::now();
+            if (now - accept_failure_logged_ >= accept_failure_log_interval) {
+                accept_failure_logged_ = now;
+                PATROXY_LOG(error, "proxy") << "accept on listener '" << cfg_.listeners[listener].name
+                                            << "' failed: " << why.message() << " (retrying every "
+                                            << accept_back_off.count() << " ms)";
+            }
             return pause_accepting(listener);
         }
         peer.resize(len);

@@ -123,6 +123,7 @@ private:
     health::topology_ptr topology_;
     std::vector<tcp::endpoint> member_endpoints_;
     bool accepting_ = true;
+    std::chrono::steady_clock::time_point accept_failure_logged_{};
     std::thread thread_;
 };
 

@@ -13,6 +13,8 @@
 
 #include <sys/resource.h>
 
+#include <dirent.h>
+
 #include <future>
 #include <map>
 #include <set>
@@ -420,4 +422,77 @@ TEST_CASE("a thousand slowloris connections are closed by the startup timeout wh
         return timeouts == 1000;
     }, 5s);
     CHECK(timeouts == 1000);
+}
+
+namespace {
+// The lowest descriptor number process `pid` does not have open: the next
+// one it gets.
+int lowest_free_descriptor(pid_t pid) {
+    std::set<int> open;
+    DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+    for (const dirent* e = d != nullptr ? ::readdir(d) : nullptr; e != nullptr; e = ::readdir(d)) {
+        if (e->d_name[0] != '.') {
+            open.insert(std::atoi(e->d_name));
+        }
+    }
+    if (d != nullptr) {
+        ::closedir(d);
+    }
+    int n = 0;
+    while (open.count(n) != 0) {
+        ++n;
+    }
+    return n;
+}
+
+// User plus system CPU seconds process `pid` has used.
+double cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i) {
+        fields >> skip;  // fields 3..13 of proc(5)
+    }
+    double utime = 0;
+    double stime = 0;
+    fields >> utime >> stime;
+    return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+}  // namespace
+
+TEST_CASE("out of descriptors, patroxy backs off accepting, keeps its sessions, and accepts again when it has some", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    pg_connection open_before(px.write_conninfo());
+    REQUIRE(open_before.ok());
+    rlimit roomy{};
+    REQUIRE(::prlimit(px.pid(), RLIMIT_NOFILE, nullptr, &roomy) == 0);
+    // New descriptors take the lowest free number, which must be below the
+    // limit: room for two more (the descriptors it has above stay usable).
+    rlimit tight = roomy;
+    tight.rlim_cur = static_cast<rlim_t>(lowest_free_descriptor(px.pid()) + 2);
+    REQUIRE(::prlimit(px.pid(), RLIMIT_NOFILE, &tight, nullptr) == 0);
+    std::vector<std::unique_ptr<raw_client>> waiting;
+    for (int i = 0; i < 20; ++i) {
+        // Connected by the kernel (the listen backlog); patroxy accepts what it can.
+        waiting.push_back(std::make_unique<raw_client>(static_cast<std::uint16_t>(px.port_numbers().write)));
+    }
+    const bool reported = poll_until(
+        [&] { return px.log().find("accept on listener 'master' failed: Too many open files") != std::string::npos; }, 5s);
+    INFO("patroxy's log:\n" << px.log());
+    CHECK(reported);
+    // No busy loop on a listener it cannot serve: it retries every 100 ms.
+    const double cpu_before = cpu_seconds(px.pid());
+    std::this_thread::sleep_for(1s);  // the interval measured, not a wait for an event
+    CHECK(cpu_seconds(px.pid()) - cpu_before < 0.3);
+    // The session it had goes on.
+    CHECK(open_before.scalar("SELECT 1") == "1");
+    REQUIRE(::prlimit(px.pid(), RLIMIT_NOFILE, &roomy, nullptr) == 0);
+    waiting.clear();
+    CHECK(poll_until([&] {
+        pg_connection c(px.write_conninfo());
+        return c.ok() && c.scalar("SELECT 1") == "1";
+    }, 5s, 100ms));
+    CHECK(px.running());
 }

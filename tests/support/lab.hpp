@@ -196,6 +196,8 @@ public:
         }
         return -1;
     }
+    /// The process id (-1 once it has exited).
+    pid_t pid() const { return pid_; }
     /// Whether the process is still running.
     bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
 
