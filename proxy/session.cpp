@@ -68,8 +68,11 @@ void session::start(bool over_limit) {
     }
     first_.reserve(128);  // TCP_NODELAY and SO_KEEPALIVE come from the listener
     arm(owner_.config().timeouts.startup, close_reason::startup_timeout);
-    // No read yet: the loop reports bytes that are already there as well.
-    watch(from_client);
+    // Clients send the startup right behind the handshake, so it is usually
+    // here by the time we accept: reading now saves a turn of the loop.
+    if (watch(from_client)) {
+        read_first();
+    }
 }
 
 // Registers side s's socket; a failure (out of memory) ends the session.
