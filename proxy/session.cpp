@@ -316,19 +316,27 @@ void session::connect_to(std::size_t member) {
     }
 }
 
-// Sends the first packet (and anything the client already sent after it).
-// The send also tells whether the connect worked: a refusal is its error.
-void session::send_first() {
+// Sends what is left of first_ to the member. The send also tells whether
+// the connect worked: a refusal is its error.
+session::progress session::send_rest_of_first() {
     const auto sent = ::send(server_.get(), first_.data() + first_sent_, first_.size() - first_sent_, MSG_NOSIGNAL);
     if (sent < 0) {
-        if (would_block(errno) || errno == ENOTCONN) {
-            return;  // still connecting, or no room: the socket reports when
-        }
-        return on_connect_failed(last_errno().message());  // the connect failed, or the member reset at once
+        // Still connecting, or no room: the socket reports when.
+        return would_block(errno) || errno == ENOTCONN ? progress::waiting : progress::failed;
     }
     first_sent_ += static_cast<std::size_t>(sent);
-    if (first_sent_ == first_.size()) {
-        on_first_forwarded();
+    return first_sent_ == first_.size() ? progress::done : progress::waiting;
+}
+
+// The first packet (and anything the client already sent after it).
+void session::send_first() {
+    switch (send_rest_of_first()) {
+    case progress::done:
+        return on_first_forwarded();
+    case progress::failed:
+        return on_connect_failed(last_errno().message());  // the connect failed, or the member reset at once
+    case progress::waiting:
+        return;
     }
 }
 
@@ -711,16 +719,8 @@ void session::next_cancel_target() {
 }
 
 void session::send_cancel() {
-    const auto sent = ::send(server_.get(), first_.data() + first_sent_, first_.size() - first_sent_, MSG_NOSIGNAL);
-    if (sent < 0) {
-        if (would_block(errno) || errno == ENOTCONN) {
-            return;
-        }
-        return next_cancel_target();
-    }
-    first_sent_ += static_cast<std::size_t>(sent);
-    if (first_sent_ == first_.size()) {
-        next_cancel_target();
+    if (send_rest_of_first() != progress::waiting) {
+        next_cancel_target();  // sent, or that member cannot be reached: the next
     }
 }
 

@@ -103,6 +103,8 @@ private:
     void leave_hold();
     std::optional<std::string> open_to(std::size_t member);  ///< an error, or the socket connecting
     void connect_to(std::size_t member);
+    enum class progress { done, waiting, failed };
+    progress send_rest_of_first();
     void send_first();
     void on_connect_failed(std::string_view why);
     void refuse_connect_failed();  ///< 57P03 naming the last connect error
