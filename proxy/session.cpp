@@ -25,6 +25,9 @@ namespace {
 constexpr std::uint32_t readable = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 // Every socket of a session: registered once, never changed.
 constexpr std::uint32_t watched = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// The first packet is read in steps of this size; decode_first_packet
+// refuses lengths over 10000 before we ever hold that much.
+constexpr std::size_t first_read = 512;
 // Full reads in a row before other sessions get their turn.
 constexpr int reads_per_turn = 16;
 
@@ -145,12 +148,10 @@ void session::on_ready(side s, std::uint32_t events) {
 // ---- first packet -----------------------------------------------------------
 
 void session::read_first() {
-    // Grow in small steps; decode_first_packet refuses lengths over 10000
-    // before we ever hold that much.
     for (;;) {
         const auto have = first_.size();
-        first_.resize(have + 512);
-        const auto n = ::recv(client_.get(), first_.data() + have, 512, 0);
+        first_.resize(have + first_read);
+        const auto n = ::recv(client_.get(), first_.data() + have, first_read, 0);
         first_.resize(have + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
         if (n < 0) {
             if (would_block(errno)) {
@@ -164,7 +165,7 @@ void session::read_first() {
         const auto d = protocol::decode_first_packet(first_);
         switch (d.st) {
         case protocol::status::need_more:
-            if (n < 512) {
+            if (n < static_cast<ssize_t>(first_read)) {
                 return;  // drained: the rest comes with the next event
             }
             continue;
@@ -172,7 +173,7 @@ void session::read_first() {
             return close(close_reason::protocol_error, d.why);
         case protocol::status::complete:
             // A full read may have left more behind it, which no new event reports.
-            unread_[from_client] = n == 512;
+            unread_[from_client] = n == static_cast<ssize_t>(first_read);
             return on_first_packet(d.value, d.consumed);
         }
     }
@@ -455,7 +456,6 @@ bool session::relay(side s, const std::uint8_t* data, std::size_t n) {
         const auto d = protocol::decode_server_message({data, n});
         if (d.st == protocol::status::complete && d.value.kind == protocol::server_kind::error_response &&
             d.value.sqlstate == protocol::sqlstate::cannot_connect_now) {
-            in_flight_[s].release();
             retry_unanswered("answered 57P03: " + d.value.message);
             return false;
         }
@@ -561,7 +561,6 @@ void session::retry_unanswered(std::string_view why) {
     eof_ = {false, false};
     out_ = {};
     in_flight_[from_server].release();
-    unread_[from_server] = false;
     phase_ = phase::connecting;
     on_connect_failed(why);
 }
