@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -55,6 +56,9 @@ private:
 
 /// The failure of the system call just made.
 inline std::error_code last_errno() { return {errno, std::system_category()}; }
+
+/// True when a non-blocking call failed only because it would have to wait.
+inline bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 /// Deadlines of one worker (startup, hold, connect, idle, accept back-off),
 /// earliest first. Worker thread only.

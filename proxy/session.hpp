@@ -10,6 +10,9 @@
 // wait_for_backend -> connect (connect timeout, retries) -> forward the first
 // packet -> relay bytes both ways until both sides close, an idle timeout, or
 // the member loses its role. A refused client gets an ErrorResponse.
+//
+// Files by concern: session.cpp (first packet, routing, connecting, deadlines,
+// closing), session_relay.cpp, session_refusal.cpp, session_cancel.cpp.
 
 #include "conf/config.hpp"
 #include "protocol/first_packet.hpp"

@@ -102,7 +102,7 @@ void worker::accept_some(std::size_t listener) {
         // The peer address comes with accept itself (no getpeername per session).
         const int fd = ::accept4(l.fd.get(), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
+            if (would_block(errno) || errno == EINTR || errno == ECONNABORTED) {
                 return;
             }
             // Out of descriptors or memory: back off briefly instead of
