@@ -86,6 +86,9 @@ void session::on_ready(side s, std::uint32_t events) {
     // The session stays alive through this batch of events even if it closes
     // (the worker frees it afterwards), and stale events only cause a read or
     // write that finds nothing to do.
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+        peer_finished_[s] = true;
+    }
     switch (phase_) {
     case phase::first_packet:
         // A new socket also reports that it is writable: nothing to read then.
@@ -278,6 +281,7 @@ void session::refuse_if_waiting() {
 // Opens a non-blocking socket to `member`, starts connecting and watches it.
 std::optional<std::string> session::open_to(std::size_t member) {
     server_.reset();
+    peer_finished_[from_server] = false;
     const auto& ep = owner_.member_endpoint(member);
     server_.reset(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!server_) {

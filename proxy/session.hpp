@@ -184,7 +184,11 @@ private:
     // Events that came while the phase had no use for them: their bytes are
     // read once relaying begins (an edge is reported only once).
     std::array<bool, 2> unread_{false, false};
-    std::array<bool, 2> eof_{false, false};
+    // The kernel reported the peer's FIN (or a reset): reads go on until they
+    // see it, since a short read no longer means "nothing more will come"
+    // and that event is not reported again.
+    std::array<bool, 2> peer_finished_{false, false};
+    std::array<bool, 2> eof_{false, false};  ///< a read returned the end of the stream
     std::array<std::chrono::steady_clock::time_point, 2> last_read_{};
     std::array<std::uint64_t, 2> bytes_{0, 0};
 

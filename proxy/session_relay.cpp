@@ -31,7 +31,7 @@ void session::start_relay() {
     // Only what was reported while we could not read: anything else comes
     // with its own event (no read that finds nothing).
     for (const auto s : {from_server, from_client}) {
-        if (std::exchange(unread_[s], false) && phase_ == phase::relaying) {
+        if ((std::exchange(unread_[s], false) || peer_finished_[s]) && phase_ == phase::relaying) {
             pump(s);
         }
     }
@@ -77,8 +77,11 @@ void session::pump(side s) {
             in_flight_[s] = std::move(lease);
             data = in_flight_[s].data();
         }
-        if (!relay(s, data, got) || !maybe_more) {
-            return;  // waiting for a write, closed, or drained: the next bytes bring an event
+        if (!relay(s, data, got)) {
+            return;  // waiting for a write, or closed
+        }
+        if (!maybe_more && !peer_finished_[s]) {
+            return;  // drained: the next bytes bring an event (a FIN already reported does not)
         }
     }
     // Still more: the other sessions first, then this one again.

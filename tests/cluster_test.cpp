@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include <dirent.h>
+#include <poll.h>
 
 #include <future>
 #include <map>
@@ -385,6 +386,41 @@ TEST_CASE("PQcancel through the read port cancels pg_sleep within 1 s on each re
     }
     CHECK(replicas.size() == 2);
     CHECK(px.log().find("first=cancel_request") != std::string::npos);
+}
+
+TEST_CASE("pg_terminate_backend ends the client's connection through patroxy at once, with PostgreSQL's error", "[cluster]") {
+    patroxy_process px;
+    REQUIRE(px.wait_ready());
+    REQUIRE(poll_until([&] {
+        pg_connection c(px.write_conninfo());
+        return c.ok();
+    }, 10s));
+    for (int i = 0; i < 3; ++i) {
+        pg_connection victim(px.write_conninfo());
+        REQUIRE(victim.ok());
+        const auto pid = victim.scalar("SELECT pg_backend_pid()");
+        REQUIRE(pid);
+        // An idle connection's libpq passes an error to its notice processor.
+        std::string notices;
+        PQsetNoticeProcessor(
+            victim.raw(), [](void* out, const char* text) { *static_cast<std::string*>(out) += text; }, &notices);
+        pg_connection admin(px.write_conninfo());
+        REQUIRE(admin.scalar("SELECT pg_terminate_backend(" + *pid + ")::text") == "true");
+        // PostgreSQL sends FATAL 57P01 and closes: libpq must see the end
+        // (PQconsumeInput fails) without sending anything itself.
+        bool ended = false;
+        const auto until = std::chrono::steady_clock::now() + 3s;
+        for (int polls = 0; polls < 100 && !ended && std::chrono::steady_clock::now() < until; ++polls) {
+            pollfd pfd{PQsocket(victim.raw()), POLLIN, 0};
+            if (::poll(&pfd, 1, 100) > 0) {
+                ended = PQconsumeInput(victim.raw()) == 0;
+                PQisBusy(victim.raw());  // parses what arrived: the FATAL goes to the notice processor
+            }
+        }
+        INFO("round " << i << ": " << notices << PQerrorMessage(victim.raw()));
+        CHECK(ended);
+        CHECK(notices.find("terminating connection due to administrator command") != std::string::npos);
+    }
 }
 
 TEST_CASE("a thousand slowloris connections are closed by the startup timeout while real sessions go on", "[cluster]") {

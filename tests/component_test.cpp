@@ -629,6 +629,56 @@ TEST_CASE("4 MiB each way arrive whole and in order when the client reads late",
     CHECK(totals[0].bytes_out >= out.size());
 }
 
+// AuthenticationOk then ReadyForQuery: the shortest startup answer.
+std::vector<std::uint8_t> trust_answer() {
+    return {'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I'};
+}
+
+TEST_CASE("a member's FATAL and close reach the client as the error, then the end of the connection", "[proxy][component]") {
+    // pg_terminate_backend or idle_session_timeout: the error and the FIN
+    // leave PostgreSQL together, so patroxy may see both in one event.
+    auto answer = trust_answer();
+    protocol::encode_error_response(answer, protocol::severity::fatal, "57P01",
+                                    "terminating connection due to administrator command");
+    stopping_postgres terminating(answer);
+    auto members = cluster({"master"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = terminating.port();
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    for (int i = 0; i < 5; ++i) {
+        raw_client c(p.port(0), 2s);
+        REQUIRE(c.startup().ready);
+        const auto after = c.read_until_ready();
+        CHECK(after.sqlstate == "57P01");
+        CHECK(c.closed_by_peer());
+    }
+}
+
+TEST_CASE("a member that sends its last bytes and closes while the client reads late: every byte, then the end", "[proxy][component]") {
+    auto answer = trust_answer();
+    const std::size_t tail = 1024 * 1024;
+    for (std::size_t i = 0; i < tail; ++i) {
+        answer.push_back(static_cast<std::uint8_t>(i % 251));
+    }
+    stopping_postgres finishing(answer);
+    auto members = cluster({"master"});
+    auto cfg = config_for(members);
+    cfg.members[0].port = finishing.port();
+    proxy_under_test p(cfg);
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client c(p.port(0), 2s);
+    REQUIRE(c.send(make_startup({{"user", "tester"}, {"database", "db"}})));
+    // Patroxy has to wait for the client while the member's last bytes and
+    // its FIN arrive: the FIN's event comes while it cannot read.
+    std::this_thread::sleep_for(300ms);
+    REQUIRE(c.read_until_ready().ready);
+    packet in(tail);
+    REQUIRE(c.read_exact(in.data(), in.size()));
+    CHECK(in[tail - 1] == static_cast<std::uint8_t>((tail - 1) % 251));
+    CHECK(c.closed_by_peer());
+}
+
 TEST_CASE("a connect that gets no answer times out and the session moves to the next replica", "[proxy][component]") {
     silent_listener silent(0);
     raw_client filler(silent.port());  // takes the one slot in its accept queue: connects hang now
