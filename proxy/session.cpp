@@ -28,6 +28,7 @@ constexpr std::uint32_t watched = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // The first packet is read in steps of this size; decode_first_packet
 // refuses lengths over 10000 before we ever hold that much.
 constexpr std::size_t first_read = 512;
+
 void set_stream_options(int fd) {
     const int on = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
