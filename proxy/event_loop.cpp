@@ -53,18 +53,19 @@ event_loop::event_loop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)), wakeup_(::eve
 
 event_loop::~event_loop() = default;
 
-std::error_code event_loop::watch(int fd, std::uint32_t events, watcher* w) {
+std::error_code event_loop::control(int op, int fd, std::uint32_t events, watcher* w) {
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = w;
-    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0 ? std::error_code{} : last_errno();
+    return ::epoll_ctl(epoll_.get(), op, fd, &ev) == 0 ? std::error_code{} : last_errno();
+}
+
+std::error_code event_loop::watch(int fd, std::uint32_t events, watcher* w) {
+    return control(EPOLL_CTL_ADD, fd, events, w);
 }
 
 std::error_code event_loop::rewatch(int fd, std::uint32_t events, watcher* w) {
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.ptr = w;
-    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0 ? std::error_code{} : last_errno();
+    return control(EPOLL_CTL_MOD, fd, events, w);
 }
 
 void event_loop::unwatch(int fd) {
@@ -80,13 +81,16 @@ void event_loop::post(std::function<void()> work) {
         posted_.push_back(std::move(work));
     }
     if (first) {  // later ones find the loop already woken
-        const std::uint64_t one = 1;
-        [[maybe_unused]] const auto n = ::write(wakeup_.get(), &one, sizeof one);
+        wake();
     }
 }
 
 void event_loop::stop() {
     stopping_.store(true, std::memory_order_release);
+    wake();
+}
+
+void event_loop::wake() {
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(wakeup_.get(), &one, sizeof one);
 }

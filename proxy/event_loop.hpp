@@ -115,6 +115,8 @@ public:
     void stop();
 
 private:
+    std::error_code control(int op, int fd, std::uint32_t events, watcher* w);
+    void wake();
     void drain_posted();
 
     unique_fd epoll_;
