@@ -2,7 +2,7 @@
 // blocking sockets, one thread per connection stream:
 //   connect: new session after new session (startup -> ReadyForQuery -> Terminate), sessions/s
 //   relay:   N sessions each sending chunks the stand-in echoes back, MB/s (both directions)
-//   idle:    open N sessions, finish their startups, print "ready", hold until stdin closes
+//   idle:    open N sessions (or until 3 in a row fail), finish their startups, print "ready", hold until stdin closes
 
 #include <boost/program_options.hpp>
 
@@ -49,8 +49,11 @@ int open_session(std::uint16_t port) {
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Bounded both ways: a proxy that stops accepting leaves a connect in the
+    // backlog (SYN retries for two minutes) and a startup with no answer.
     timeval tv{5, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     sockaddr_in to{};
     to.sin_family = AF_INET;
     to.sin_port = htons(port);
@@ -159,13 +162,17 @@ int main(int argc, char** argv) {
             });
         }
     } else if (mode == "idle") {
+        // Until `count`, or until the proxy stops taking sessions (3 failures
+        // in a row: at its limit each further try would wait its 5 s).
         std::vector<int> fds;
-        for (int i = 0; i < count; ++i) {
+        for (int i = 0, in_a_row = 0; i < count && in_a_row < 3; ++i) {
             const int fd = open_session(port);
             if (fd < 0) {
                 ++errors;
+                ++in_a_row;
             } else {
                 fds.push_back(fd);
+                in_a_row = 0;
             }
         }
         std::cout << "ready " << fds.size() << " errors " << errors.load() << std::endl;

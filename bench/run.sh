@@ -7,13 +7,22 @@
 #   bench/run.sh [--rounds N] [--duration SECONDS] [--quick] [--workloads LIST]
 #
 # LIST (comma-separated, default all): pgbench (workloads 1, 2, 7), connect (3),
-# copy (4), standin (5, 6), failover (8).
+# copy (4), standin (5, 6), failover (8: switchover, SIGKILL, a frozen Patroni
+# API; patroxy with the DCS, patroxy on REST alone, HAProxy), reload (9: new
+# connections per second and p99 in steady state, with a SIGHUP every second,
+# and across binary upgrades).
+#
+# RESULTS=FILE writes the summary there instead of bench/RESULTS.md (a run of
+# some workloads only). PATROXY_BEFORE=/path/to/an/older/patroxy adds a fourth path, "before", run
+# interleaved with the others on its own ports (the before/after tables of
+# RESULTS.md); its config is the lab's without the keys it may not know yet.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/lab/lab.env"
+. "$here/bench/proxies.sh"
 rounds=3
 duration=10
-workloads=pgbench,connect,copy,standin,failover
+workloads=pgbench,connect,copy,standin,failover,reload
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) rounds=$2; shift 2 ;;
@@ -34,6 +43,8 @@ say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # Ports of the three paths: patroxy and HAProxy each get a write and a read port.
 PX_WRITE=6000 PX_READ=6001 PX_STATS=17100
 HA_WRITE=7500 HA_READ=7501 HA_STATS=7502
+PXB_WRITE=6002 PXB_READ=6003 PXB_STATS=17102
+before=${PATROXY_BEFORE:-}
 
 [ -x "$build/patroxy" ] || { say "build first: cmake -B build -G Ninja && cmake --build build"; exit 1; }
 "$here/lab/cluster.sh" up >/dev/null
@@ -49,46 +60,32 @@ replica_port=$(member_port "$replica")
 # which the seed's HAProxy (no `log` target) does not do, so log warnings only.
 sed -e "s/port: 5000}/port: $PX_WRITE}/" -e "s/port: 5001}/port: $PX_READ}/" -e "s/port: 7000$/port: $PX_STATS/" \
     "$here/lab/patroxy.yml" > "$out/patroxy.yml"
-printf 'log:\n  level: warn\n' >> "$out/patroxy.yml"
+printf 'log:\n  level: warn\ncontrol_socket: %s\n' "$out/patroxy.sock" >> "$out/patroxy.yml"
 "$build/patroxy" -c "$out/patroxy.yml" </dev/null >/dev/null 2>"$out/patroxy.log" &
 px_pid=$!
+pxb_pid=
+if [ -n "$before" ]; then
+    sed -e "s/port: $PX_WRITE}/port: $PXB_WRITE}/" -e "s/port: $PX_READ}/port: $PXB_READ}/" \
+        -e "s/port: $PX_STATS$/port: $PXB_STATS/" -e '/^maxconn:/d' -e '/^control_socket:/d' \
+        -e '/^dcs:/,/^[a-z]/{/^dcs:/d;/^  /d}' "$out/patroxy.yml" > "$out/patroxy-before.yml"
+    "$before" -c "$out/patroxy-before.yml" </dev/null >/dev/null 2>"$out/patroxy-before.log" &
+    pxb_pid=$!
+fi
 
-servers=""
-for m in $LAB_MEMBERS; do
-    servers+="    server $m 127.0.0.1:$(member_port "$m") check port $((LAB_API_PORT_BASE + ${m#pg}))"$'\n'
-done
-python3 - "$here/bench/haproxy.cfg.in" "$out/haproxy.cfg" <<EOF
-import sys
-text = open(sys.argv[1]).read()
-for k, v in {"@PIDFILE@": "$out/haproxy.pid", "@STATS_PORT@": "$HA_STATS", "@WRITE_PORT@": "$HA_WRITE",
-             "@READ_PORT@": "$HA_READ", "@SERVERS@": """$servers""".rstrip("\n")}.items():
-    text = text.replace(k, v)
-open(sys.argv[2], "w").write(text)
-EOF
-haproxy -f "$out/haproxy.cfg" -db </dev/null >"$out/haproxy.log" 2>&1 &
-ha_pid=$!
-trap 'kill $px_pid $ha_pid 2>/dev/null; wait $px_pid $ha_pid 2>/dev/null || true' EXIT
+start_haproxy $HA_WRITE $HA_READ $HA_STATS   # bench/proxies.sh: the seed's config on these ports
+trap 'kill $px_pid $ha_pid $pxb_pid 2>/dev/null; wait $px_pid $ha_pid $pxb_pid 2>/dev/null || true; rm -rf "${proxy_run:-}"' EXIT
+haproxy_settled() { haproxy_settled_on $HA_STATS; }
 
-# HAProxy marks servers UP before their first check: wait until its CSV shows
-# exactly one leader UP on master and two replicas UP on replicas, checked.
-haproxy_settled() {
-    curl -fsS "http://127.0.0.1:$HA_STATS/;csv" | python3 -c '
-import csv, sys
-rows = [r for r in csv.DictReader(sys.stdin) if r.get("svname") not in ("FRONTEND", "BACKEND")]
-up = lambda px: sum(1 for r in rows if r["# pxname"] == px and r["status"] == "UP")
-checked = all(r["check_status"] not in ("", "INI") for r in rows)
-sys.exit(0 if checked and up("master") == 1 and up("replicas") == 2 else 1)'
-}
 for _ in $(seq 150); do haproxy_settled 2>/dev/null && break; sleep 0.2; done
 haproxy_settled || { say "HAProxy did not settle; see $out/haproxy.log"; exit 1; }
-for _ in $(seq 100); do psql -X -q -p $PX_WRITE -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+for port in $PX_WRITE ${before:+$PXB_WRITE}; do
+    for _ in $(seq 100); do psql -X -q -p "$port" -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+done
 
 say "pgbench -i -s 10 on the leader ($leader)"
 pgbench -i -s 10 -q -p "$leader_port" >/dev/null 2>&1
 "$here/lab/cluster.sh" wait-healthy 60 >/dev/null
 
-# CPU seconds (user+system) a process has used so far.
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 # run ROUND WORKLOAD PATH PORT PROXY_PID PGBENCH_ARGS...: one pgbench run, one row.
 run() {
@@ -117,7 +114,7 @@ run() {
 
 printf 'round\tworkload\tpath\ttps\tp50_ms\tp99_ms\tproxy_cpu_s_per_1k_tx\tfailed\n' > "$out/results.tsv"
 printf 'round\tworkload\tpath\tvalue\tunit\n' > "$out/extra.tsv"
-paths=(direct patroxy haproxy)
+paths=(direct patroxy haproxy ${before:+before})
 # port_of PATH write|read -> "PORT PID" (PID - for direct)
 port_of() {
     case $1/$2 in
@@ -127,11 +124,13 @@ port_of() {
         patroxy/read) echo "$PX_READ $px_pid" ;;
         haproxy/write) echo "$HA_WRITE $ha_pid" ;;
         haproxy/read) echo "$HA_READ $ha_pid" ;;
+        before/write) echo "$PXB_WRITE $pxb_pid" ;;
+        before/read) echo "$PXB_READ $pxb_pid" ;;
     esac
 }
 for round in $(seq "$rounds"); do
     # Rotate the order each round so no path always runs first (warm caches).
-    order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
+    order=("${paths[@]:$(((round - 1) % ${#paths[@]}))}" "${paths[@]:0:$(((round - 1) % ${#paths[@]}))}")
     if wanted pgbench; then
         for clients in 8 64; do
             for port_kind in write read; do
@@ -183,27 +182,93 @@ if wanted standin; then
 fi
 
 if wanted failover; then
-    # Workload 8: switchover and SIGKILL of the leader, through patroxy and HAProxy.
+    # Workload 8: switchover, SIGKILL of the leader, and its Patroni frozen for
+    # 15 s (SIGSTOP, below a ttl raised to 30 s), through patroxy with the DCS,
+    # patroxy on REST answers alone (a second instance, the lab config without
+    # its dcs: section) and HAProxy; each path's stats tell when it routed.
+    PXR_WRITE=6004 PXR_READ=6005 PXR_STATS=17104
+    sed -e '/^dcs:/,/^[a-z]/{/^dcs:/d;/^  /d}' -e "s/port: $PX_WRITE}/port: $PXR_WRITE}/" -e "s/port: $PX_READ}/port: $PXR_READ}/" \
+        -e "s/port: $PX_STATS$/port: $PXR_STATS/" -e "s|^control_socket: .*|control_socket: $out/patroxy-rest.sock|" \
+        "$out/patroxy.yml" > "$out/patroxy-rest.yml"
+    "$build/patroxy" -c "$out/patroxy-rest.yml" </dev/null >/dev/null 2>"$out/patroxy-rest.log" &
+    pxr_pid=$!
+    trap 'kill $px_pid $ha_pid $pxb_pid $pxr_pid 2>/dev/null; wait $px_pid $ha_pid $pxb_pid $pxr_pid 2>/dev/null || true; rm -rf "${proxy_run:-}"' EXIT
+    for _ in $(seq 100); do psql -X -q -p "$PXR_WRITE" -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+    stats_of() {
+        case $1 in
+            patroxy) echo "patroxy:http://127.0.0.1:$PX_STATS/status.json" ;;
+            patroxy-rest) echo "patroxy:http://127.0.0.1:$PXR_STATS/status.json" ;;
+            haproxy) echo "haproxy:http://127.0.0.1:$HA_STATS/;csv" ;;
+        esac
+    }
     : > "$out/failover.jsonl"
     for round in $(seq "$rounds"); do
-        for event in switchover kill; do
-            for path in patroxy haproxy; do
-                read -r port pid < <(port_of "$path" write)
+        for event in switchover kill freeze; do
+            [ "$event" = freeze ] && "$here/lab/cluster.sh" set-ttl 30 >/dev/null
+            for path in patroxy patroxy-rest haproxy; do
+                case $path in patroxy-rest) port=$PXR_WRITE ;; *) read -r port pid < <(port_of "$path" write) ;; esac
                 "$here/lab/cluster.sh" wait-healthy 90 >/dev/null
                 for _ in $(seq 150); do haproxy_settled 2>/dev/null && break; sleep 0.2; done
                 old=$("$here/lab/cluster.sh" leader)
-                result=$(/usr/bin/python3 "$here/bench/failover.py" --port "$port" --event "$event" --lab "$here/lab/cluster.sh")
+                result=$(/usr/bin/python3 "$here/bench/failover.py" --port "$port" --event "$event" --lab "$here/lab/cluster.sh" \
+                    --stats "$(stats_of "$path")" --sessions 4)
                 echo "{\"round\": $round, \"path\": \"$path\", \"result\": $result}" >> "$out/failover.jsonl"
                 say "round $round failover $event $path: $result"
                 [ "$event" = kill ] && "$here/lab/cluster.sh" start "$old" >/dev/null
             done
+            [ "$event" = freeze ] && "$here/lab/cluster.sh" set-ttl "$LAB_TTL" >/dev/null
         done
     done
     "$here/lab/cluster.sh" wait-healthy 90 >/dev/null
 fi
 
-python3 "$here/bench/summarize.py" "$out/results.tsv" "$here/bench/RESULTS.md" \
+if wanted reload; then
+    # Workload 9: pgbench -C (a new connection per transaction, the trust user)
+    # through the write port in steady state, with a SIGHUP every second, and
+    # across a binary upgrade every 5 s (SIGUSR2: the next process takes the
+    # sockets); connections/s, p99 and failures per phase.
+    px_now() { curl -fsS --max-time 1 "http://127.0.0.1:$PX_STATS/status.json" | python3 -c "import json,sys; print(json.load(sys.stdin)['patroxy']['pid'])"; }
+    reload_phase() {  # reload_phase ROUND NAME ACTION: ACTION runs once a second meanwhile
+        local round=$1 name=$2 action=$3 logdir="$out/log/$1-reload-$2" text tps p99 failed errors
+        mkdir -p "$logdir"
+        (cd "$logdir" && pgbench -n -S -C -c 8 -j 2 -T "$duration" -l --log-prefix=tx -p $PX_WRITE > pgbench.txt 2>&1) &
+        local bench=$! tick=0
+        while kill -0 "$bench" 2>/dev/null; do
+            sleep 1
+            tick=$((tick + 1))
+            kill -0 "$bench" 2>/dev/null && $action "$tick"
+        done
+        wait "$bench" || true
+        text=$(cat "$logdir/pgbench.txt")
+        tps=$(echo "$text" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tail -1)
+        failed=$(echo "$text" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p')
+        errors=$(echo "$text" | grep -ci 'error' || true)
+        p99=$(cat "$logdir"/tx* 2>/dev/null | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else printf "%.3f\n", v[int(NR*0.99)+1]/1000}')
+        rm -rf "$logdir"
+        printf '%s\treload: %s connections/s\tpatroxy\t%s\tconn/s\n' "$round" "$name" "${tps:-nan}" >> "$out/extra.tsv"
+        printf '%s\treload: %s p99\tpatroxy\t%s\tms\n' "$round" "$name" "$p99" >> "$out/extra.tsv"
+        printf '%s\treload: %s failed\tpatroxy\t%s\tconnections\n' "$round" "$name" "$(( ${failed:-0} + errors ))" >> "$out/extra.tsv"
+        say "round $round reload $name: ${tps:-?} conn/s, p99 ${p99} ms, failed ${failed:-?}, errors $errors"
+    }
+    steady() { :; }
+    hup() { kill -HUP "$(px_now)"; }
+    upgrade() {
+        [ $(($1 % 5)) -eq 0 ] || return 0
+        local old new
+        old=$(px_now)
+        kill -USR2 "$old"
+        for _ in $(seq 50); do new=$(px_now 2>/dev/null || true); [ -n "$new" ] && [ "$new" != "$old" ] && break; sleep 0.1; done
+        px_pid=$new
+    }
+    for round in $(seq "$rounds"); do
+        reload_phase "$round" steady steady
+        reload_phase "$round" "SIGHUP every second" hup
+        reload_phase "$round" "upgrade every 5 s" upgrade
+    done
+fi
+
+python3 "$here/bench/summarize.py" "$out/results.tsv" "${RESULTS:-$here/bench/RESULTS.md}" \
     --extra "$out/extra.tsv" --failover "$out/failover.jsonl" \
     --command "bench/run.sh --rounds $rounds --duration $duration --workloads $workloads" --chart "$here/bench/results.png"
-say "results: bench/RESULTS.md (raw rows: $out/results.tsv)"
+say "results: ${RESULTS:-bench/RESULTS.md} (raw rows: $out/results.tsv)"
 exit 0

@@ -46,6 +46,17 @@ listen master
 CFG
     start_patroxy
     start_haproxy
+    pxb=
+    if [ -n "${PATROXY_BEFORE:-}" ]; then
+        sed -e "s/port: $PX,/port: $PXB,/" -e "s/port: $PX_STATS}/port: $PXB_STATS}/" \
+            "$sb_out/patroxy-standin.yml" > "$sb_out/patroxy-standin-before.yml"
+        start_before
+    fi
+}
+
+start_before() {
+    "$PATROXY_BEFORE" -c "$sb_out/patroxy-standin-before.yml" </dev/null >/dev/null 2>>"$sb_out/patroxy-standin-before.log" &
+    pxb=$!
 }
 
 start_patroxy() {
@@ -59,6 +70,6 @@ start_haproxy() {
 }
 
 standin_down() {
-    kill "$standin" "$px" "$ha" 2>/dev/null
-    wait "$standin" "$px" "$ha" 2>/dev/null || true
+    kill "$standin" "$px" "$ha" $pxb 2>/dev/null
+    wait "$standin" "$px" "$ha" $pxb 2>/dev/null || true
 }

@@ -17,7 +17,7 @@ build=${1:?build dir} out=${2:?out dir} rounds=${3:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 ulimit -n "$(ulimit -Hn)"
 say() { printf '[standin %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-PG=16432 API=16433 PX=6100 PX_STATS=17101 HA=7600 HA_STATS=7601
+PG=16432 API=16433 PX=6100 PX_STATS=17101 HA=7600 HA_STATS=7601 PXB=6102 PXB_STATS=17103
 idle_sessions=${IDLE_SESSIONS:-9000}
 
 . "$here/bench/standin_env.sh"
@@ -28,23 +28,23 @@ trap standin_down EXIT
 # growth of the next idle measurement.
 restart() {
     local old
-    if [ "$1" = patroxy ]; then old=$px; else old=$ha; fi
+    old=$(pid_of "$1")
     kill "$old" 2>/dev/null || true
     wait "$old" 2>/dev/null || true
-    if [ "$1" = patroxy ]; then start_patroxy; else start_haproxy; fi
+    case $1 in patroxy) start_patroxy ;; haproxy) start_haproxy ;; before) start_before ;; esac
     local port; port=$(port_of "$1")
     for _ in $(seq 100); do ready "$port" 2>/dev/null && break; sleep 0.1; done
 }
 
 client=$build/patroxy_bench_client
 ready() { "$client" connect --port "$1" --seconds 0.2 --threads 1 | grep -q ' 0 errors'; }
-for port in $PG $PX $HA; do
+for port in $PG $PX $HA ${pxb:+$PXB}; do
     for _ in $(seq 100); do ready $port 2>/dev/null && break; sleep 0.1; done
     ready $port || { say "port $port does not answer"; exit 1; }
 done
 
-port_of() { case $1 in direct) echo $PG;; patroxy) echo $PX;; haproxy) echo $HA;; esac; }
-pid_of() { case $1 in patroxy) echo $px;; haproxy) echo $ha;; esac; }
+port_of() { case $1 in direct) echo $PG;; patroxy) echo $PX;; haproxy) echo $HA;; before) echo $PXB;; esac; }
+pid_of() { case $1 in patroxy) echo $px;; haproxy) echo $ha;; before) echo $pxb;; esac; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
@@ -66,9 +66,9 @@ rate_and_cpu() {
     say "round $round $name $path: $rate/s ${us:-} us CPU/$unit"
 }
 
-paths=(direct patroxy haproxy)
+paths=(direct patroxy haproxy ${pxb:+before})
 for round in $(seq "$rounds"); do
-    order=("${paths[@]:$(((round - 1) % 3))}" "${paths[@]:0:$(((round - 1) % 3))}")
+    order=("${paths[@]:$(((round - 1) % ${#paths[@]}))}" "${paths[@]:0:$(((round - 1) % ${#paths[@]}))}")
     for path in "${order[@]}"; do
         rate_and_cpu "$round" "$path" "proxy-only sessions/s" session 1 connect --threads 8
     done
@@ -81,7 +81,7 @@ for round in $(seq "$rounds"); do
         printf '%s\tproxy-only relay\t%s\t%s\tMB/s\n' "$round" "$path" "$mbs"
         say "round $round relay $path: $mbs MB/s"
     done
-    for path in patroxy haproxy; do
+    for path in patroxy haproxy ${pxb:+before}; do
         restart $path
         pid=$(pid_of $path)
         before=$(rss_kib "$pid")

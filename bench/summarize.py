@@ -171,16 +171,20 @@ def main():
             "## Failover (workload 8)",
             "",
             "A writer opens a fresh connection through the write port every 100 ms and inserts one row",
-            "(`bench/failover.py`); 3 s in, `lab/cluster.sh switchover` (patronictl) or `kill-leader` (SIGKILL of",
-            "the leader's PostgreSQL and Patroni). Promotion time from Patroni's `/history`. Window: from the last",
-            "write acknowledged by the old leader to the first acknowledged by the new one. Medians over rounds;",
-            "demoted and lost are totals over all rounds.",
+            "(`bench/failover.py`), and 4 long-lived sessions write every 100 ms; 3 s in, `lab/cluster.sh switchover`",
+            "(patronictl), `kill-leader` (SIGKILL of the leader's PostgreSQL and Patroni) or `freeze-patroni` (the",
+            "leader's Patroni SIGSTOPped for 15 s, below its ttl of 30 s: PostgreSQL runs on and the lock stays).",
+            "Paths: patroxy with the DCS (etcd v3 watch), patroxy REST-only (no `dcs:`), HAProxy (the seed's checks).",
+            "Promotion time from Patroni's `/history`. Window: from the last write acknowledged by the old leader",
+            "to the first acknowledged by the new one. Key to routing: from the leader key's change (an etcd watch)",
+            "to the proxy's stats naming the new leader. Medians over rounds; sessions cut, demoted and lost are",
+            "totals over all rounds.",
             "",
-            "| event | path | failed attempts | window s | promoted after event s | writes resumed after promotion s | acked by demoted member | acked writes lost | errors seen |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            "| event | path | failed attempts | window s | promoted after event s | key to routing s | writes resumed after promotion s | long sessions cut | acked by demoted member | acked writes lost | errors seen |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
-        for event in ("switchover", "kill"):
-            for path in ("patroxy", "haproxy"):
+        for event in ("switchover", "kill", "freeze"):
+            for path in ("patroxy", "patroxy-rest", "haproxy"):
                 rs = [x["result"] for x in failovers if x["path"] == path and x["result"]["event"] == event]
                 if not rs:
                     continue
@@ -190,8 +194,12 @@ def main():
                     for e, n in r.get("errors", {}).items():
                         errors[e] = errors.get(e, 0) + n
                 seen = "; ".join(f"{n}x {e[:70]}" for e, n in sorted(errors.items(), key=lambda kv: -kv[1])[:2]) or "-"
-                lines.append(f"| {event} | {path} | {show(val('failed'), 0)} | {show(val('window_s'), 2)} | "
-                             f"{show(val('promotion_after_event_s'), 2)} | {show(val('resumed_after_promotion_s'), 2)} | "
+                window = val("window_s")
+                cut = sum(r.get("sessions_cut") or 0 for r in rs)
+                of = sum(r.get("sessions") or 0 for r in rs)
+                lines.append(f"| {event} | {path} | {show(val('failed'), 0)} | {show(window, 2) if window >= 0 else 'no change'} | "
+                             f"{show(val('promotion_after_event_s'), 2)} | {show(val('key_to_routing_s'), 2)} | "
+                             f"{show(val('resumed_after_promotion_s'), 2)} | {cut} of {of} | "
                              f"{sum(r.get('acked_by_demoted_member') or 0 for r in rs)} | "
                              f"{sum(r.get('acked_writes_lost') or 0 for r in rs)} | {seen.replace('|', '/')} |")
 
@@ -231,6 +239,14 @@ def main():
         if not math.isnan(rt_cpu):
             lines.append(f"- Proxy-only CPU per round trip, patroxy/HAProxy <= 1.0: {show(rt_cpu, 2)} -> "
                          f"{'met' if rt_cpu <= 1.0 else 'NOT met'}")
+    if extra.get(("reload: steady p99", "patroxy")):
+        steady = xmed("reload: steady p99", "patroxy")
+        for phase in ("SIGHUP every second", "upgrade every 5 s"):
+            p99 = xmed(f"reload: {phase} p99", "patroxy")
+            failed = sum(v for v in extra.get((f"reload: {phase} failed", "patroxy"), []) if not math.isnan(v))
+            lines.append(f"- Reload workload, {phase}: {failed:.0f} failed connections, p99 {show(p99, 2)} ms = "
+                         f"{show(ratio(p99, steady), 2)}x steady -> "
+                         f"{'met' if failed == 0 and ratio(p99, steady) <= 2.0 else 'NOT met'}")
     if failovers:
         px = [x["result"] for x in failovers if x["path"] == "patroxy"]
         resumed = [r["resumed_after_promotion_s"] for r in px if r.get("resumed_after_promotion_s") is not None]
@@ -244,6 +260,25 @@ def main():
                      f"{'met' if sw_failed == 0 else 'NOT met'}")
         lines.append(f"- Writes acknowledged by a demoted member: {demoted}; acknowledged writes lost: {lost} -> "
                      f"{'met' if demoted == 0 and lost == 0 else 'NOT met'}")
+    before_rows = [w for w in order if runs.get((w, "before"))]
+    before_extra = [w for w in extra_order if extra.get((w, "before"))]
+    if before_rows or before_extra:
+        lines += [
+            "",
+            "## Before and after (`PATROXY_BEFORE`: the older build as a fourth path, interleaved)",
+            "",
+            "| workload | measure | before | after | HAProxy | after/before | after/HAProxy |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for w in before_rows:
+            for field, label, digits in (("tps", "TPS", 1), ("proxy_cpu_s_per_1k_tx", "CPU s per 1k tx", 4)):
+                b, a, h = med(w, "before", field), med(w, "patroxy", field), med(w, "haproxy", field)
+                lines.append(f"| {w} | {label} | {show(b, digits)} | {show(a, digits)} | {show(h, digits)} | "
+                             f"{show(ratio(a, b), 2)} | {show(ratio(a, h), 2)} |")
+        for w in before_extra:
+            b, a, h = xmed(w, "before"), xmed(w, "patroxy"), xmed(w, "haproxy")
+            lines.append(f"| {w} | {units[w]} | {show(b, 2)} | {show(a, 2)} | {show(h, 2)} | {show(ratio(a, b), 2)} | "
+                         f"{show(ratio(a, h), 2)} |")
     lines.append("")
     lines += ["Where the time goes (perf, strace -c per session, patroxy vs HAProxy, before and after the",
               "changes made for these targets): `bench/PROFILE.md`. VIP takeover vs keepalived: `bench/RESULTS-vip.md`.", ""]

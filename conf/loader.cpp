@@ -1,299 +1,84 @@
 #include "conf/loader.hpp"
 
 #include "conf/duration.hpp"
+#include "conf/reader.hpp"
 
-#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <fstream>
-#include <initializer_list>
 #include <set>
 #include <sstream>
 
 namespace patroxy::conf {
-namespace {
 
-std::string join_lines(const std::vector<std::string>& lines) {
-    std::string out;
-    for (const auto& l : lines) {
-        out += l;
-        out += '\n';
-    }
-    return out;
-}
+using detail::is_host;
+using detail::is_ip;
+using detail::is_ipv4;
+using detail::is_wildcard;
+using detail::join_lines;
+using detail::reader;
+using detail::split_host_port;
 
-bool is_ipv4(const std::string& s) {
-    in_addr a{};
-    return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ip(const std::string& s) {
-    in6_addr a6{};
-    return is_ipv4(s) || inet_pton(AF_INET6, s.c_str(), &a6) == 1;
-}
-
-bool is_wildcard(const std::string& s) { return s == "0.0.0.0" || s == "::"; }
-
-// Walks the YAML tree, fills a config, and collects problems with their marks.
-class reader {
-public:
-    explicit reader(std::string source) : source_(std::move(source)) {}
-
-    void problem(const YAML::Node& at, const std::string& path, const std::string& msg) {
-        std::ostringstream line;
-        line << source_;
-        const auto mark = at.IsDefined() ? at.Mark() : YAML::Mark::null_mark();
-        if (mark.line >= 0) {
-            // yaml-cpp's marks are 0-based; editors and compilers count from 1.
-            line << ':' << mark.line + 1 << ':' << mark.column + 1;
-        }
-        line << ": " << (path.empty() ? "(top level)" : path) << ": " << msg;
-        problems_.push_back(line.str());
-    }
-
-    bool failed() const { return !problems_.empty(); }
-    const std::vector<std::string>& problems() const { return problems_; }
-
-    // A map is required; reports any key not in `allowed`.
-    bool check_map(const YAML::Node& n, const std::string& path, std::initializer_list<std::string_view> allowed) {
-        if (!n.IsMap()) {
-            problem(n, path, "expected a mapping of keys to values");
-            return false;
-        }
-        for (const auto& kv : n) {
-            const auto key = kv.first.Scalar();
-            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-                std::string list;
-                for (auto a : allowed) {
-                    list += (list.empty() ? "" : ", ") + std::string(a);
-                }
-                problem(kv.first, join(path, key), "unknown key (expected one of: " + list + ")");
-            }
-        }
-        return true;
-    }
-
-    static std::string join(const std::string& path, std::string_view key) {
-        return path.empty() ? std::string(key) : path + "." + std::string(key);
-    }
-
-    // Integer in [lo, hi].
-    template <class Int>
-    void integer(const YAML::Node& map, const std::string& path, const char* key, Int& out, long long lo, long long hi) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            return;
-        }
-        const auto where = join(path, key);
-        long long value = 0;
-        const std::string s = n.IsScalar() ? n.Scalar() : std::string{};
-        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-        if (!n.IsScalar() || s.empty() || ec != std::errc{} || end != s.data() + s.size() || value < lo || value > hi) {
-            problem(n, where, "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                                  ", got '" + describe(n) + "'");
-            return;
-        }
-        out = static_cast<Int>(value);
-    }
-
-    void boolean(const YAML::Node& map, const std::string& path, const char* key, bool& out) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            return;
-        }
-        bool value = false;
-        if (!n.IsScalar() || !YAML::convert<bool>::decode(n, value)) {
-            problem(n, join(path, key), "expected true or false, got '" + describe(n) + "'");
-            return;
-        }
-        out = value;
-    }
-
-    // String; `required` reports a missing key at the map.
-    bool string(const YAML::Node& map, const std::string& path, const char* key, std::string& out, bool required = false) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            if (required) {
-                problem(map, join(path, key), "is required");
-            }
-            return false;
-        }
-        if (!n.IsScalar() || n.Scalar().empty()) {
-            problem(n, join(path, key), "expected a non-empty string");
-            return false;
-        }
-        out = n.Scalar();
-        return true;
-    }
-
-    void duration(const YAML::Node& map, const std::string& path, const char* key, milliseconds& out, milliseconds lo,
-                  milliseconds hi) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            return;
-        }
-        const auto value = n.IsScalar() ? parse_duration(n.Scalar()) : std::nullopt;
-        if (!value || *value < lo || *value > hi) {
-            problem(n, join(path, key), "expected a duration from " + show(lo) + " to " + show(hi) +
-                                            " (units ms, s, m, h), got '" + describe(n) + "'");
-            return;
-        }
-        out = *value;
-    }
-
-    void address(const YAML::Node& map, const std::string& path, const char* key, std::string& out, bool v4_only,
-                 bool required = false) {
-        std::string value;
-        if (!string(map, path, key, value, required)) {
-            return;
-        }
-        if (v4_only ? !is_ipv4(value) : !is_ip(value)) {
-            problem(map[key], join(path, key),
-                    std::string("expected an ") + (v4_only ? "IPv4" : "IPv4 or IPv6") + " address, got '" + value + "'");
-            return;
-        }
-        out = value;
-    }
-
-    template <class Enum>
-    void choice(const YAML::Node& map, const std::string& path, const char* key, Enum& out,
-                std::initializer_list<std::pair<std::string_view, Enum>> options) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            return;
-        }
-        std::string list;
-        for (const auto& [name, value] : options) {
-            if (n.IsScalar() && n.Scalar() == name) {
-                out = value;
-                return;
-            }
-            list += (list.empty() ? "'" : ", '") + std::string(name) + "'";
-        }
-        problem(n, join(path, key), "expected one of " + list + ", got '" + describe(n) + "'");
-    }
-
-    std::optional<basic_auth> auth(const YAML::Node& map, const std::string& path, const char* key) {
-        const YAML::Node n = map[key];
-        if (!n) {
-            return std::nullopt;
-        }
-        const auto where = join(path, key);
-        if (!check_map(n, where, {"username", "password"})) {
-            return std::nullopt;
-        }
-        basic_auth a;
-        string(n, where, "username", a.username, true);
-        string(n, where, "password", a.password, true);
-        return a;
-    }
-
-    static std::string describe(const YAML::Node& n) {
-        if (n.IsScalar()) {
-            return n.Scalar();
-        }
-        if (n.IsSequence()) {
-            return "a list";
-        }
-        if (n.IsMap()) {
-            return "a mapping";
-        }
-        return "nothing";
-    }
-
-    static std::string show(milliseconds d) {
-        const auto ms = d.count();
-        if (ms != 0 && ms % 3'600'000 == 0) {
-            return std::to_string(ms / 3'600'000) + "h";
-        }
-        if (ms != 0 && ms % 60'000 == 0) {
-            return std::to_string(ms / 60'000) + "m";
-        }
-        if (ms % 1000 == 0) {
-            return std::to_string(ms / 1000) + "s";
-        }
-        return std::to_string(ms) + "ms";
-    }
-
-private:
-    std::string source_;
-    std::vector<std::string> problems_;
-};
-
-// "http://10.0.0.1:8008" or "http://10.0.0.1:8008/" (path ignored: patroxy asks /patroni).
+// "http://10.0.0.1:8008", "https://pg0.example.org:8008/" (path ignored: patroxy asks /patroni).
 std::optional<api_endpoint> parse_api_url(const std::string& url, std::string& why) {
-    constexpr std::string_view scheme = "http://";
-    if (url.rfind(scheme, 0) != 0) {
-        why = "only http:// URLs are supported, got '" + url + "'";
-        return std::nullopt;
-    }
-    std::string rest = url.substr(scheme.size());
-    rest = rest.substr(0, rest.find('/'));
     api_endpoint ep;
     ep.url = url;
-    std::string port_text;
-    if (!rest.empty() && rest.front() == '[') {  // [v6]:port
-        const auto close = rest.find(']');
-        if (close == std::string::npos) {
-            why = "unterminated IPv6 address in '" + url + "'";
-            return std::nullopt;
-        }
-        ep.host = rest.substr(1, close - 1);
-        if (close + 1 < rest.size() && rest[close + 1] == ':') {
-            port_text = rest.substr(close + 2);
-        }
-    } else {
-        const auto colon = rest.find(':');
-        ep.host = rest.substr(0, colon);
-        if (colon != std::string::npos) {
-            port_text = rest.substr(colon + 1);
-        }
-    }
-    if (!is_ip(ep.host)) {
-        why = "expected an IP address in the URL, got '" + ep.host + "' (names are not resolved)";
+    if (url.rfind("https://", 0) == 0) {
+        ep.https = true;
+    } else if (url.rfind("http://", 0) != 0) {
+        why = "expected an http:// or https:// URL, got '" + url + "'";
         return std::nullopt;
     }
-    if (!port_text.empty()) {
-        unsigned port = 0;
-        const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-        if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535) {
-            why = "bad port '" + port_text + "' in '" + url + "'";
-            return std::nullopt;
-        }
-        ep.port = static_cast<std::uint16_t>(port);
+    if (!split_host_port(url, ep.host, ep.port, why)) {
+        why += " in '" + url + "'";
+        return std::nullopt;
     }
     return ep;
 }
 
-bool valid_name(const std::string& s) {
+bool valid_member_name(std::string_view s) {
     return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     });
 }
 
-void read_members(reader& r, const YAML::Node& root, config& cfg) {
+bool is_ip_literal(const std::string& s) { return is_ip(s); }
+
+namespace {
+
+bool valid_name(const std::string& s) { return valid_member_name(s); }
+
+void read_members(reader& r, const YAML::Node& root, const std::string& prefix, bool dcs_enabled,
+                  std::vector<member_config>& out) {
     const YAML::Node seq = root["members"];
+    const auto where = reader::join(prefix, "members");
+    if (!seq && dcs_enabled) {
+        return;  // discovered from the DCS's members/ keys
+    }
     if (!seq || !seq.IsSequence() || seq.size() == 0) {
-        r.problem(seq ? seq : root, "members", "expected a non-empty list of members (name, host, port, api)");
+        r.problem(seq ? seq : root, where,
+                  dcs_enabled ? "expected a list of members (name, host, port, api), or no key at all"
+                                  : "expected a non-empty list of members (name, host, port, api), or a dcs section");
         return;
     }
     std::set<std::string> names, pg_addresses, api_addresses;
     for (std::size_t i = 0; i < seq.size(); ++i) {
         const YAML::Node n = seq[i];
-        const auto path = "members[" + std::to_string(i) + "]";
-        if (!r.check_map(n, path, {"name", "host", "port", "api", "api_auth"})) {
+        const auto path = where + "[" + std::to_string(i) + "]";
+        if (!r.check_map(n, path, {"name", "host", "port", "api", "api_auth", "api_tls", "weight", "maxconn"})) {
             continue;
         }
         member_config m;
         if (r.string(n, path, "name", m.name, true) && !valid_name(m.name)) {
             r.problem(n["name"], path + ".name", "expected letters, digits, '-', '_' or '.', at most 63");
         }
-        r.address(n, path, "host", m.host, false, true);
+        if (r.string(n, path, "host", m.host, !dcs_enabled) && !is_host(m.host)) {
+            r.problem(n["host"], path + ".host", "expected an IP address or a host name, got '" + m.host + "'");
+        }
         r.integer(n, path, "port", m.port, 1, 65535);
         std::string url;
-        if (r.string(n, path, "api", url, true)) {
+        if (r.string(n, path, "api", url, !dcs_enabled)) {
             std::string why;
             if (auto ep = parse_api_url(url, why)) {
                 m.api = *ep;
@@ -302,6 +87,9 @@ void read_members(reader& r, const YAML::Node& root, config& cfg) {
             }
         }
         m.api_auth = r.auth(n, path, "api_auth");
+        m.api_tls = r.tls(n, path, "api_tls");
+        r.integer(n, path, "weight", m.weight, 0, 256);
+        r.integer(n, path, "maxconn", m.maxconn, 0, 1'000'000);
         if (!m.name.empty() && !names.insert(m.name).second) {
             r.problem(n["name"], path + ".name", "duplicate member name '" + m.name + "'");
         }
@@ -312,67 +100,7 @@ void read_members(reader& r, const YAML::Node& root, config& cfg) {
         if (!m.api.host.empty() && !api_addresses.insert(m.api.host + ":" + std::to_string(m.api.port)).second) {
             r.problem(n["api"], path + ".api", "duplicate Patroni API address " + m.api.url);
         }
-        cfg.members.push_back(std::move(m));
-    }
-}
-
-void read_listeners(reader& r, const YAML::Node& root, config& cfg) {
-    const YAML::Node seq = root["listeners"];
-    if (!seq) {
-        cfg.listeners = config::default_listeners(cfg.members.size());
-        return;
-    }
-    if (!seq.IsSequence() || seq.size() == 0) {
-        r.problem(seq, "listeners", "expected a non-empty list of listeners (name, role, port)");
-        return;
-    }
-    std::set<std::string> names;
-    for (std::size_t i = 0; i < seq.size(); ++i) {
-        const YAML::Node n = seq[i];
-        const auto path = "listeners[" + std::to_string(i) + "]";
-        if (!r.check_map(n, path, {"name", "role", "bind", "port", "maxconn", "balance", "members"})) {
-            continue;
-        }
-        listener_config l;
-        r.string(n, path, "name", l.name, true);
-        if (!n["role"]) {
-            r.problem(n, path + ".role", "is required ('write' or 'read')");
-        }
-        r.choice(n, path, "role", l.role, {{"write", listener_role::write}, {"read", listener_role::read}});
-        r.address(n, path, "bind", l.bind, false);
-        if (!n["port"]) {
-            r.problem(n, path + ".port", "is required");
-        }
-        r.integer(n, path, "port", l.port, 1, 65535);
-        r.integer(n, path, "maxconn", l.maxconn, 1, 1'000'000);
-        r.choice(n, path, "balance", l.balance, {{"roundrobin", balance_mode::roundrobin}});
-        if (const YAML::Node ms = n["members"]) {
-            if (!ms.IsSequence()) {
-                r.problem(ms, path + ".members", "expected a list of member names");
-            } else {
-                for (std::size_t j = 0; j < ms.size(); ++j) {
-                    const auto name = ms[j].IsScalar() ? ms[j].Scalar() : std::string{};
-                    const auto it = std::find_if(cfg.members.begin(), cfg.members.end(),
-                                                 [&](const member_config& m) { return m.name == name; });
-                    if (it == cfg.members.end()) {
-                        r.problem(ms[j], path + ".members[" + std::to_string(j) + "]", "no member named '" + name + "'");
-                    } else {
-                        l.members.push_back(static_cast<std::size_t>(it - cfg.members.begin()));
-                    }
-                }
-                if (ms.size() == 0) {
-                    r.problem(ms, path + ".members", "a listener needs at least one member to route to");
-                }
-            }
-        } else {
-            for (std::size_t m = 0; m < cfg.members.size(); ++m) {
-                l.members.push_back(m);
-            }
-        }
-        if (!l.name.empty() && !names.insert(l.name).second) {
-            r.problem(n["name"], path + ".name", "duplicate listener name '" + l.name + "'");
-        }
-        cfg.listeners.push_back(std::move(l));
+        out.push_back(std::move(m));
     }
 }
 
@@ -401,36 +129,104 @@ void check_port_clashes(reader& r, const YAML::Node& root, const config& cfg) {
     }
 }
 
-void read_health(reader& r, const YAML::Node& root, health_config& h) {
-    const YAML::Node n = root["health"];
-    if (!n || !r.check_map(n, "health", {"interval", "fast_interval", "timeout", "fall", "rise", "max_lag",
-                                         "read_fallback_to_leader"})) {
+void read_dcs(reader& r, const YAML::Node& root, const std::string& prefix, dcs_config& d) {
+    const YAML::Node n = root["dcs"];
+    const auto where = reader::join(prefix, "dcs");
+    if (!n || !r.check_map(n, where, {"type", "hosts", "namespace", "scope", "username", "password", "tls",
+                                      "timeout", "resync_interval", "stale_after", "api_auth", "api_tls"})) {
         return;
     }
-    r.duration(n, "health", "interval", h.interval, milliseconds{100}, milliseconds{3'600'000});
-    r.duration(n, "health", "fast_interval", h.fast_interval, milliseconds{100}, milliseconds{3'600'000});
-    r.duration(n, "health", "timeout", h.timeout, milliseconds{100}, milliseconds{60'000});
-    r.integer(n, "health", "fall", h.fall, 1, 100);
-    r.integer(n, "health", "rise", h.rise, 1, 100);
+    d.enabled = true;
+    if (!n["type"]) {
+        r.problem(n, where + ".type", "is required ('etcd3' or 'etcd')");
+    }
+    r.choice(n, where, "type", d.type, {{"etcd3", dcs_config::kind::etcd3}, {"etcd", dcs_config::kind::etcd2}});
+    const YAML::Node hosts = n["hosts"];
+    if (!hosts || !hosts.IsSequence() || hosts.size() == 0) {
+        r.problem(hosts ? hosts : n, where + ".hosts", "expected a non-empty list of etcd members (host:port)");
+    } else {
+        for (std::size_t i = 0; i < hosts.size(); ++i) {
+            std::string host;
+            std::uint16_t port = 2379;
+            std::string why;
+            const auto text = hosts[i].IsScalar() ? hosts[i].Scalar() : std::string{};
+            if (text.rfind("https://", 0) == 0) {
+                d.https = true;
+            }
+            if (!split_host_port(text, host, port, why)) {
+                r.problem(hosts[i], where + ".hosts[" + std::to_string(i) + "]", why);
+            } else {
+                d.hosts.emplace_back(host, port);
+            }
+        }
+    }
+    r.string(n, where, "namespace", d.ns);
+    r.string(n, where, "scope", d.scope);
+    std::string user;
+    std::string password;
+    const bool has_user = r.string(n, where, "username", user);
+    const bool has_password = r.string(n, where, "password", password);
+    if (has_user != has_password) {
+        r.problem(n, where, "username and password go together");
+    } else if (has_user) {
+        d.auth = basic_auth{user, password};
+    }
+    d.tls = r.tls(n, where, "tls");
+    if (d.tls) {
+        d.https = true;
+    }
+    r.duration(n, where, "timeout", d.timeout, milliseconds{100}, milliseconds{60'000});
+    r.duration(n, where, "resync_interval", d.resync_interval, milliseconds{500}, milliseconds{3'600'000});
+    r.duration(n, where, "stale_after", d.stale_after, milliseconds{0}, milliseconds{3'600'000});
+    if (d.stale_after.count() > 0 && d.stale_after <= d.resync_interval + d.timeout) {
+        r.problem(n["stale_after"], where + ".stale_after",
+                  "must be longer than resync_interval + timeout (" + reader::show(d.resync_interval + d.timeout) +
+                      "), or a quiet cluster reads as stale between resyncs");
+    }
+    d.api_auth = r.auth(n, where, "api_auth");
+    d.api_tls = r.tls(n, where, "api_tls");
+}
+
+void read_health(reader& r, const YAML::Node& root, const std::string& prefix, health_config& h) {
+    const YAML::Node n = root["health"];
+    const auto where = reader::join(prefix, "health");
+    if (!n || !r.check_map(n, where, {"interval", "fast_interval", "timeout", "fall", "rise", "max_lag",
+                                         "read_fallback_to_leader", "handback_guard"})) {
+        return;
+    }
+    if (const YAML::Node guard = n["handback_guard"]) {
+        if (guard.IsScalar() && guard.Scalar() == "off") {
+            h.handback_guard = milliseconds{0};
+        } else {
+            milliseconds g{0};
+            r.duration(n, where, "handback_guard", g, milliseconds{0}, milliseconds{3'600'000});
+            h.handback_guard = g;
+        }
+    }
+    r.duration(n, where, "interval", h.interval, milliseconds{100}, milliseconds{3'600'000});
+    r.duration(n, where, "fast_interval", h.fast_interval, milliseconds{100}, milliseconds{3'600'000});
+    r.duration(n, where, "timeout", h.timeout, milliseconds{100}, milliseconds{60'000});
+    r.integer(n, where, "fall", h.fall, 1, 100);
+    r.integer(n, where, "rise", h.rise, 1, 100);
     if (const YAML::Node lag = n["max_lag"]) {
         const auto bytes = lag.IsScalar() ? parse_size(lag.Scalar()) : std::nullopt;
         if (!bytes) {
-            r.problem(lag, "health.max_lag", "expected a size in bytes such as 1048576, 512kB or 16MB, got '" +
+            r.problem(lag, where + ".max_lag", "expected a size in bytes such as 1048576, 512kB or 16MB, got '" +
                                                  reader::describe(lag) + "'");
         }
         h.max_lag_bytes = bytes;
     }
-    r.boolean(n, "health", "read_fallback_to_leader", h.read_fallback_to_leader);
+    r.boolean(n, where, "read_fallback_to_leader", h.read_fallback_to_leader);
     if (h.fast_interval > h.interval) {
-        r.problem(n["fast_interval"], "health.fast_interval", "must not be longer than health.interval (" +
+        r.problem(n["fast_interval"], where + ".fast_interval", "must not be longer than health.interval (" +
                                                                   reader::show(h.interval) + ")");
     }
 }
 
 void read_timeouts(reader& r, const YAML::Node& root, timeouts_config& t) {
     const YAML::Node n = root["timeouts"];
-    if (!n || !r.check_map(n, "timeouts", {"connect", "client_idle", "server_idle", "retries", "wait_for_backend",
-                                           "startup", "drain"})) {
+    if (!n || !r.check_map(n, "timeouts", {"connect", "client_idle", "server_idle", "retries", "max_attempts",
+                                           "wait_for_backend", "startup", "server_startup", "drain"})) {
         return;
     }
     const milliseconds day{24LL * 3'600'000};
@@ -438,19 +234,23 @@ void read_timeouts(reader& r, const YAML::Node& root, timeouts_config& t) {
     r.duration(n, "timeouts", "client_idle", t.client_idle, milliseconds{1000}, day);
     r.duration(n, "timeouts", "server_idle", t.server_idle, milliseconds{1000}, day);
     r.integer(n, "timeouts", "retries", t.retries, 0, 10);
+    r.integer(n, "timeouts", "max_attempts", t.max_attempts, 1, 100);
     r.duration(n, "timeouts", "wait_for_backend", t.wait_for_backend, milliseconds{0}, milliseconds{600'000});
     r.duration(n, "timeouts", "startup", t.startup, milliseconds{100}, milliseconds{600'000});
+    r.duration(n, "timeouts", "server_startup", t.server_startup, milliseconds{100}, milliseconds{600'000});
     r.duration(n, "timeouts", "drain", t.drain, milliseconds{0}, milliseconds{3'600'000});
 }
 
 void read_stats(reader& r, const YAML::Node& root, stats_config& s) {
     const YAML::Node n = root["stats"];
-    if (!n || !r.check_map(n, "stats", {"enabled", "bind", "port", "auth"})) {
+    if (!n || !r.check_map(n, "stats", {"enabled", "bind", "port", "auth", "maxconn", "request_timeout"})) {
         return;
     }
     r.boolean(n, "stats", "enabled", s.enabled);
     r.address(n, "stats", "bind", s.bind, false);
     r.integer(n, "stats", "port", s.port, 1, 65535);
+    r.integer(n, "stats", "maxconn", s.maxconn, 1, 10'000);
+    r.duration(n, "stats", "request_timeout", s.request_timeout, milliseconds{100}, milliseconds{60'000});
     s.auth = r.auth(n, "stats", "auth");
 }
 
@@ -514,17 +314,108 @@ void read_vip(reader& r, const YAML::Node& root, vip_config& v) {
     r.duration(n, "vip", "peer_probe_interval", v.peer_probe_interval, milliseconds{0}, milliseconds{60'000});
 }
 
+// One cluster's scope, DCS, members and checks, under `prefix` ("" for a
+// single-cluster file's top level). `health` comes in with the defaults.
+void read_cluster(reader& r, const YAML::Node& n, const std::string& prefix, cluster_config& c) {
+    r.string(n, prefix, "scope", c.scope);
+    read_dcs(r, n, prefix, c.dcs);
+    if (c.dcs.enabled && c.dcs.scope.empty()) {
+        c.dcs.scope = c.scope;
+    }
+    read_members(r, n, prefix, c.dcs.enabled, c.members);
+    read_health(r, n, prefix, c.health);
+}
+
+// `clusters:`: several Patroni clusters, each with its name (the label),
+// scope, members or DCS, and checks; the top-level health section gives the
+// defaults a cluster's own overrides key by key.
+void read_clusters(reader& r, const YAML::Node& root, config& cfg) {
+    const YAML::Node seq = root["clusters"];
+    for (const char* key : {"scope", "members", "dcs"}) {
+        if (root[key]) {
+            r.problem(root[key], key, "goes inside each entry of clusters: when there is a clusters list");
+        }
+    }
+    if (!seq.IsSequence() || seq.size() == 0) {
+        r.problem(seq, "clusters", "expected a non-empty list of clusters (name, scope, members or dcs, health)");
+        return;
+    }
+    health_config defaults;
+    read_health(r, root, "", defaults);
+    std::set<std::string> names;
+    std::set<std::string> scopes;      // namespace and scope: one DCS prefix each
+    std::set<std::string> addresses;   // PostgreSQL host:port across clusters
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+        const YAML::Node n = seq[i];
+        const auto path = "clusters[" + std::to_string(i) + "]";
+        if (!r.check_map(n, path, {"name", "scope", "members", "dcs", "health"})) {
+            continue;
+        }
+        cluster_config c;
+        c.health = defaults;
+        if (r.string(n, path, "name", c.name, true) && !valid_name(c.name)) {
+            r.problem(n["name"], path + ".name", "expected letters, digits, '-', '_' or '.', at most 63");
+        }
+        if (!c.name.empty() && !names.insert(c.name).second) {
+            r.problem(n["name"], path + ".name", "duplicate cluster name '" + c.name + "'");
+        }
+        if (!n["scope"]) {
+            r.problem(n, path + ".scope", "is required: each cluster's Patroni scope (its DCS keys, its members' answers)");
+        }
+        read_cluster(r, n, path, c);
+        if (c.scope.empty()) {
+            r.problem(n["scope"] ? n["scope"] : n, path + ".scope", "must not be empty");
+        } else if (!scopes.insert(c.dcs.ns + "\x1f" + c.scope).second) {
+            r.problem(n["scope"], path + ".scope", "another cluster has scope '" + c.scope + "' already");
+        }
+        for (std::size_t k = 0; k < c.members.size(); ++k) {
+            const auto& m = c.members[k];
+            const auto at = m.host + ":" + std::to_string(m.port);
+            if (!m.host.empty() && !addresses.insert(at).second) {
+                const YAML::Node ms = n["members"];
+                r.problem(ms && ms.IsSequence() && k < ms.size() ? ms[k] : n, path + ".members[" + std::to_string(k) + "]",
+                          "PostgreSQL at " + at + " is a member of another cluster too");
+            }
+        }
+        if (i == 0) {
+            cfg.cluster_name = c.name;
+            cfg.scope = c.scope;
+            cfg.members = std::move(c.members);
+            cfg.health = c.health;
+            cfg.dcs = std::move(c.dcs);
+        } else {
+            cfg.more_clusters.push_back(std::move(c));
+        }
+    }
+}
+
 config read_root(reader& r, const YAML::Node& root, const std::string& source) {
     config cfg;
     cfg.source = source;
-    if (!r.check_map(root, "", {"scope", "workers", "members", "listeners", "health", "timeouts", "stats", "vip", "log"})) {
+    if (!r.check_map(root, "", {"scope", "workers", "maxconn", "members", "dcs", "clusters", "listeners", "health",
+                                "timeouts", "stats", "vip", "log", "control_socket"})) {
         return cfg;
     }
-    r.string(root, "", "scope", cfg.scope);
+    if (const YAML::Node n = root["control_socket"]) {
+        if (!n.IsScalar() || (!n.Scalar().empty() && n.Scalar().front() != '/') || n.Scalar().size() > 100) {
+            r.problem(n, "control_socket", "expected an absolute path of at most 100 characters, or '' for none");
+        } else {
+            cfg.control_socket = n.Scalar();
+        }
+    }
     r.integer(root, "", "workers", cfg.workers, 0, 256);
-    read_members(r, root, cfg);
-    read_listeners(r, root, cfg);
-    read_health(r, root, cfg.health);
+    r.integer(root, "", "maxconn", cfg.maxconn, 0, 10'000'000);
+    if (root["clusters"]) {
+        read_clusters(r, root, cfg);
+    } else {
+        cluster_config c;
+        read_cluster(r, root, "", c);
+        cfg.scope = c.scope;
+        cfg.members = std::move(c.members);
+        cfg.health = c.health;
+        cfg.dcs = std::move(c.dcs);
+    }
+    detail::read_listeners(r, root, cfg);
     read_timeouts(r, root, cfg.timeouts);
     read_stats(r, root, cfg.stats);
     read_vip(r, root, cfg.vip);

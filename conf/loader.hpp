@@ -5,6 +5,7 @@
 
 #include "conf/config.hpp"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -22,6 +23,14 @@ public:
 private:
     std::vector<std::string> problems_;
 };
+
+/// A Patroni REST URL ("http(s)://host[:port][/...]", host an IP or a name);
+/// nullopt and `why` when it is not one.
+std::optional<api_endpoint> parse_api_url(const std::string& url, std::string& why);
+/// Letters, digits, '-', '_' or '.', at most 63: what a member's name may be.
+bool valid_member_name(std::string_view name);
+/// An IPv4 or IPv6 literal.
+bool is_ip_literal(const std::string& s);
 
 /// Loads and validates a file.
 config load_file(const std::string& path);

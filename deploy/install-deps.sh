@@ -11,13 +11,20 @@ packages=(
     # build
     build-essential cmake ninja-build pkg-config git
     libboost-dev libboost-program-options-dev
-    libpq-dev nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev catch2
+    libpq-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev prometheus-cpp-dev catch2
     clang libclang-rt-14-dev
     # the real cluster the demo and the integration tests run
     postgresql-15 postgresql-client-15 patroni etcd-server etcd-client
+    # urllib3 only recommends idna, but needs it to check a TLS etcd's name
+    python3-idna
     # references and tools for tests and benchmarks
-    haproxy keepalived iproute2 procps psmisc curl openssl tcpdump
+    haproxy keepalived iproute2 nftables procps psmisc curl openssl tcpdump
     gnuplot-nox prometheus chromium
+    # the Debian package (tests/package_test.sh): dpkg-buildpackage with
+    # debhelper 13, lintian on the result, man for systemd-analyze verify's
+    # Documentation= check, setpriv (util-linux) and prlimit to run the
+    # installed binary as the unit does
+    debhelper dpkg-dev lintian man-db util-linux python3
 )
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"

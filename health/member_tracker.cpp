@@ -21,6 +21,25 @@ void hysteresis::record(bool ok) {
     }
 }
 
+void hysteresis::set_thresholds(int rise, int fall) {
+    const bool was_up = up();
+    rise_ = rise;
+    fall_ = fall;
+    health_ = was_up ? rise_ + fall_ - 1 : 0;
+}
+
+void member_tracker::seed_up(check_result r, steady_time) {
+    checks_.set_up();
+    ever_up_ = true;
+    report_ = r.report;
+    if (report_ && !report_->patroni_version.empty()) {
+        patroni_version_ = report_->patroni_version;
+    }
+    last_ = std::move(r);
+    last_change_ = last_.at;
+    moved_ = true;
+}
+
 namespace {
 bool same_view(const std::optional<patroni_report>& a, const std::optional<patroni_report>& b) {
     if (a.has_value() != b.has_value()) {
@@ -54,8 +73,20 @@ bool member_tracker::record(check_result r, steady_time now) {
         down_since_.reset();
     }
     report_ = std::move(next);
+    if (r.answered && !r.report->patroni_version.empty()) {
+        patroni_version_ = r.report->patroni_version;
+    }
+    hangs_ = r.hung || (hangs_ && r.connect_timed_out);
     last_ = std::move(r);
+    ever_up_ = ever_up_ || checks_.up();
     return moved_;
+}
+
+bool member_tracker::lets_go() const {
+    if (last_.answered) {
+        return !(last_.report->claims_leadership() && last_.report->running());
+    }
+    return last_.refused;
 }
 
 bool member_tracker::changing() const {

@@ -1,41 +1,67 @@
 #include "health/patroni_client.hpp"
 
-#include <boost/asio/ip/address.hpp>
-#include <boost/beast/core/detail/base64.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include "health/patroni_report.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace patroxy::health {
 namespace {
 constexpr std::size_t max_body = 256 * 1024;  // a /patroni answer is ~1 KiB; refuse anything absurd
 }  // namespace
 
-std::string basic_auth_header(const conf::basic_auth& auth) {
-    namespace b64 = beast::detail::base64;
-    const auto plain = auth.username + ":" + auth.password;
-    std::string out(b64::encoded_size(plain.size()), '\0');
-    out.resize(b64::encode(out.data(), plain.data(), plain.size()));
-    return "Basic " + out;
+std::optional<std::string> parse_cluster_leader(std::string_view body, std::string& why) {
+    const auto doc = parse_json_bounded(body, max_json_depth, why);
+    if (!doc.is_object() || !doc.contains("members") || !doc["members"].is_array()) {
+        why = why.empty() ? "not a /cluster answer" : why;
+        return std::nullopt;
+    }
+    for (const auto& m : doc["members"]) {
+        if (!m.is_object()) {
+            continue;
+        }
+        const auto role = m.find("role");
+        const auto name = m.find("name");
+        if (role != m.end() && role->is_string() && name != m.end() && name->is_string() &&
+            (role->get<std::string>() == "leader" || role->get<std::string>() == "standby_leader")) {
+            return name->get<std::string>();
+        }
+    }
+    return std::string{};
 }
 
 patroni_client::patroni_client(net::io_context& ioc, const conf::member_config& member,
                                std::chrono::milliseconds timeout, on_result callback)
-    : timer_(ioc),
-      stream_(ioc),
-      endpoint_(net::ip::make_address(member.api.host), member.api.port),
-      timeout_(timeout),
-      callback_(std::move(callback)) {
-    request_.method(http::verb::get);
-    request_.target("/patroni");
-    request_.version(11);
-    const auto host = endpoint_.address().is_v6() ? "[" + member.api.host + "]" : member.api.host;
-    request_.set(http::field::host, host + ":" + std::to_string(member.api.port));
-    request_.set(http::field::user_agent, "patroxy/" PATROXY_VERSION);
-    request_.set(http::field::accept, "application/json");
-    request_.keep_alive(true);
-    if (member.api_auth) {
-        request_.set(http::field::authorization, basic_auth_header(*member.api_auth));
+    : timer_(ioc), timeout_(timeout), callback_(std::move(callback)) {
+    http_client::target t;
+    t.host = member.api.host;
+    t.port = member.api.port;
+    if (member.api.https) {
+        try {
+            t.tls = make_tls_context(member.api_tls);
+            t.verify_name = !member.api_tls || member.api_tls->verify;
+        } catch (const std::exception& e) {
+            setup_error_ = std::string("TLS: ") + e.what();
+        }
     }
+    http_ = std::make_shared<http_client>(ioc, t, max_body);
+    cluster_http_ = std::make_shared<http_client>(ioc, t, max_body);
+    const bool v6 = member.api.host.find(':') != std::string::npos;
+    host_header_ = (v6 ? "[" + member.api.host + "]" : member.api.host) + ":" + std::to_string(member.api.port);
+    if (member.api_auth) {
+        authorization_ = basic_auth_header(*member.api_auth);
+    }
+}
+
+http::request<http::string_body> patroni_client::get(const char* target) const {
+    http::request<http::string_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, host_header_);
+    req.set(http::field::user_agent, "patroxy/" PATROXY_VERSION);
+    req.set(http::field::accept, "application/json");
+    req.keep_alive(true);
+    if (!authorization_.empty()) {
+        req.set(http::field::authorization, authorization_);
+    }
+    return req;
 }
 
 void patroni_client::start() { schedule(std::chrono::milliseconds{0}); }
@@ -43,8 +69,8 @@ void patroni_client::start() { schedule(std::chrono::milliseconds{0}); }
 void patroni_client::stop() {
     stopped_ = true;
     timer_.cancel();
-    beast::error_code ignored;
-    stream_.socket().close(ignored);
+    http_->close();
+    cluster_http_->close();
 }
 
 void patroni_client::schedule(std::chrono::milliseconds delay) {
@@ -75,58 +101,34 @@ void patroni_client::begin_check() {
     }
     running_ = true;
     started_ = std::chrono::steady_clock::now();
-    // One deadline for the whole check; tcp_stream closes the socket when it passes.
-    stream_.expires_after(timeout_);
-    if (connected_) {
-        reused_ = true;
-        do_write();
-    } else {
-        reused_ = false;
-        do_connect();
+    if (!setup_error_.empty()) {
+        check_result r;
+        r.error = setup_error_;
+        return finish(std::move(r));
     }
+    http_->request(get("/patroni"), timeout_,
+                   [self = shared_from_this()](const std::string& error, http_client::response res) {
+                       self->on_answer(error, std::move(res));
+                   });
 }
 
-void patroni_client::do_connect() {
-    stream_.async_connect(endpoint_, beast::bind_front_handler(&patroni_client::on_connect, shared_from_this()));
-}
-
-void patroni_client::on_connect(beast::error_code ec) {
-    if (ec) {
-        return fail("connect", ec);
+void patroni_client::on_answer(const std::string& error, http_client::response res) {
+    if (stopped_) {
+        return;
     }
-    connected_ = true;
-    beast::error_code ignored;
-    stream_.socket().set_option(net::ip::tcp::no_delay(true), ignored);
-    do_write();
-}
-
-void patroni_client::do_write() {
-    http::async_write(stream_, request_, beast::bind_front_handler(&patroni_client::on_write, shared_from_this()));
-}
-
-void patroni_client::on_write(beast::error_code ec, std::size_t) {
-    if (ec) {
-        return fail("request", ec);
-    }
-    parser_.emplace();
-    parser_->body_limit(max_body);
-    parser_->header_limit(16 * 1024);
-    buffer_.clear();
-    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&patroni_client::on_read, shared_from_this()));
-}
-
-void patroni_client::on_read(beast::error_code ec, std::size_t) {
-    if (ec) {
-        return fail("answer", ec);
-    }
-    auto& res = parser_->get();
     check_result r;
-    r.http_status = static_cast<int>(res.result_int());
-    if (!res.keep_alive()) {
-        connected_ = false;
-        beast::error_code ignored;
-        stream_.socket().close(ignored);
+    if (!error.empty()) {
+        r.error = error;
+        // Timed out at the connect: a host gone or a full backlog; after it
+        // (TLS, request, answer) on a fresh connection: the API hangs.
+        using step = http_client::failure::step;
+        const auto& why = http_->last_failure();
+        r.connect_timed_out = why.at == step::connect && why.timed_out;
+        r.refused = why.at == step::connect && why.refused;
+        r.hung = why.timed_out && why.at != step::connect && why.at != step::resolve && !http_->last_reused();
+        return finish(std::move(r));
     }
+    r.http_status = static_cast<int>(res.result_int());
     // Patroni answers 503 with a full JSON body when PostgreSQL is not running:
     // that is a definite answer, not a failed check.
     std::string why;
@@ -134,34 +136,35 @@ void patroni_client::on_read(beast::error_code ec, std::size_t) {
     r.answered = r.report.has_value();
     if (!r.answered) {
         r.error = "HTTP " + std::to_string(r.http_status) + ": " + why;
+    } else {
+        r.body = std::move(res.body());
     }
     finish(std::move(r));
 }
 
-void patroni_client::fail(std::string what, beast::error_code ec) {
-    if (stopped_) {
+void patroni_client::ask_cluster(on_cluster done) {
+    if (stopped_ || cluster_http_->busy()) {
         return;
     }
-    connected_ = false;
-    beast::error_code ignored;
-    stream_.socket().close(ignored);
-    // A kept-alive connection the server closed while idle is not the member's
-    // fault: retry once on a fresh one, within the same deadline.
-    if (reused_ && ec != beast::error::timeout) {
-        reused_ = false;
-        do_connect();
-        return;
+    if (!setup_error_.empty()) {
+        return done(std::nullopt, setup_error_);
     }
-    check_result r;
-    r.error = what + ": " + (ec == beast::error::timeout ? std::string("timed out") : ec.message());
-    finish(std::move(r));
+    cluster_http_->request(get("/cluster"), timeout_,
+                           [done = std::move(done)](const std::string& error, http_client::response res) {
+                               if (!error.empty()) {
+                                   return done(std::nullopt, error);
+                               }
+                               std::string why;
+                               auto holder = parse_cluster_leader(res.body(), why);
+                               done(std::move(holder), why);
+                           });
 }
 
 void patroni_client::finish(check_result r) {
     running_ = false;
     r.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
     r.at = std::chrono::system_clock::now();
-    stream_.expires_never();
+    r.steady_at = std::chrono::steady_clock::now();
     const auto next = callback_(std::move(r));
     schedule(next);
 }

@@ -1,5 +1,7 @@
 #include "health/patroni_report.hpp"
 
+#include "health/dcs.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace patroxy::health {
@@ -58,10 +60,36 @@ std::string_view to_string(patroni_role r) {
     return "unknown";
 }
 
+json parse_json_bounded(std::string_view body, int max_depth, std::string& why) {
+    // No exceptions: nlohmann's non-throwing parse gives a discarded value on
+    // error. Its parser keeps its own stack (no recursion), but dump() and
+    // our readers recurse: anything nested deeper than max_depth is refused.
+    bool too_deep = false;
+    const json::parser_callback_t bound = [&](int depth, json::parse_event_t event, json&) {
+        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+            depth >= max_depth) {
+            too_deep = true;
+            return false;  // discarded, with everything inside it
+        }
+        return true;
+    };
+    json doc = json::parse(body.begin(), body.end(), bound, false);
+    if (too_deep) {
+        why = "JSON nested deeper than " + std::to_string(max_depth) + " levels";
+        return json(json::value_t::discarded);
+    }
+    if (doc.is_discarded()) {
+        why = "body is not valid JSON";
+    }
+    return doc;
+}
+
 std::optional<patroni_report> parse_patroni(std::string_view body, std::string& why) {
-    // No exceptions: nlohmann's non-throwing parse gives a discarded value on error.
-    const json doc = json::parse(body.begin(), body.end(), nullptr, false);
-    if (doc.is_discarded() || !doc.is_object()) {
+    const json doc = parse_json_bounded(body, max_json_depth, why);
+    if (doc.is_discarded()) {
+        return std::nullopt;
+    }
+    if (!doc.is_object()) {
         why = "body is not a JSON object";
         return std::nullopt;
     }
@@ -86,6 +114,9 @@ std::optional<patroni_report> parse_patroni(std::string_view body, std::string& 
             if (r.replayed_position && (!received || *r.replayed_position > *received)) {
                 r.wal_position = r.replayed_position;
             }
+            if (const auto t = x->find("replayed_timestamp"); t != x->end() && t->is_string()) {
+                r.replayed_at = parse_iso8601(t->get<std::string>());
+            }
         }
     }
     if (const auto p = doc.find("pause"); p != doc.end()) {
@@ -109,11 +140,18 @@ std::optional<patroni_report> parse_patroni(std::string_view body, std::string& 
             }
             if (string_at(row, "state") == "streaming") {
                 ++r.streaming_replicas;
+                r.streaming_standbys.push_back(string_at(row, "application_name"));
             }
             const auto sync = string_at(row, "sync_state");
             if (sync == "sync" || sync == "quorum") {
                 r.sync_standbys.push_back(string_at(row, "application_name"));
             }
+        }
+    }
+    r.replication_state = string_at(doc, "replication_state");
+    for (const char* key : {"sync_standby", "quorum_standby"}) {
+        if (const auto f = doc.find(key); f != doc.end() && truthy(*f)) {
+            r.sync_standby = true;
         }
     }
     if (const auto p = doc.find("patroni"); p != doc.end() && p->is_object()) {

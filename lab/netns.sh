@@ -24,11 +24,19 @@ netns_host() {
     local name=$1 address=$2 n
     n=$(ns "$name")
     ip netns add "$n"
+    in_ns "$name" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set lo up
+    netns_link "$name" "$address"
+}
+
+# netns_link NAME ADDRESS: the host's eth0, a veth into the bridge (again,
+# after a test deleted it: a recreated interface has a new index).
+netns_link() {
+    local name=$1 address=$2 n
+    n=$(ns "$name")
     ip link add eth0 netns "$n" type veth peer name "v-$name" netns "$(ns br)"
     ip -n "$(ns br)" link set "v-$name" master br0 up
-    in_ns "$name" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     ip -n "$n" addr add "$address/24" dev eth0
-    ip -n "$n" link set lo up
     ip -n "$n" link set eth0 up
 }
 

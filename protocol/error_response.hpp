@@ -16,6 +16,7 @@ enum class severity { error, fatal };
 /// SQLSTATEs patroxy answers with (PostgreSQL errcodes.txt).
 namespace sqlstate {
 inline constexpr std::string_view cannot_connect_now = "57P03";
+inline constexpr std::string_view admin_shutdown = "57P01";   ///< what pg_terminate_backend and a fast shutdown send
 inline constexpr std::string_view too_many_connections = "53300";
 inline constexpr std::string_view connection_failure = "08006";
 inline constexpr std::string_view protocol_violation = "08P01";

@@ -40,6 +40,8 @@ bool read_parameters(bytes body, startup_info& info) {
             info.application_name = value;
         } else if (key == "options") {
             info.options = value;
+        } else if (key == "replication") {
+            info.replication = value != "false" && value != "off" && value != "no" && value != "0";
         }
     }
 }

@@ -33,6 +33,7 @@ struct startup_info {
     std::string database;
     std::string application_name;
     std::string options;
+    bool replication = false;   ///< a walsender session (never idle between transactions)
 };
 
 /// The key a CancelRequest carries (and BackendKeyData gave out).

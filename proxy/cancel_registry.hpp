@@ -1,10 +1,14 @@
 #pragma once
-// Which member issued each BackendKeyData, so a CancelRequest (which arrives
-// on a new connection, maybe on another worker) goes to that member only.
+// Which member issued each BackendKeyData, and at which address the session
+// reached it, so a CancelRequest (which arrives on a new connection, maybe on
+// another worker, maybe after a reload moved the member) goes there only.
 // Shared by all workers; touched once when a session learns its key, once
 // when it ends, and once per cancel: never per byte.
 
+#include "health/topology.hpp"
 #include "protocol/first_packet.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
 
 #include <mutex>
 #include <optional>
@@ -15,18 +19,22 @@ namespace patroxy::proxy {
 
 class cancel_registry {
 public:
-    void add(const protocol::cancel_key& key, std::size_t member) {
+    struct owner_of {
+        health::member_id member = 0;
+        boost::asio::ip::tcp::endpoint endpoint;
+    };
+    void add(const protocol::cancel_key& key, health::member_id member, const boost::asio::ip::tcp::endpoint& at) {
         std::lock_guard lock(mutex_);
-        owners_[text(key)] = member;
+        owners_[text(key)] = {member, at};
     }
     void remove(const protocol::cancel_key& key) {
         std::lock_guard lock(mutex_);
         owners_.erase(text(key));
     }
-    std::optional<std::size_t> owner(const protocol::cancel_key& key) const {
+    std::optional<owner_of> owner(const protocol::cancel_key& key) const {
         std::lock_guard lock(mutex_);
         const auto it = owners_.find(text(key));
-        return it == owners_.end() ? std::nullopt : std::optional<std::size_t>(it->second);
+        return it == owners_.end() ? std::nullopt : std::optional<owner_of>(it->second);
     }
     std::size_t size() const {
         std::lock_guard lock(mutex_);
@@ -42,7 +50,7 @@ private:
     }
 
     mutable std::mutex mutex_;
-    std::unordered_map<std::string, std::size_t> owners_;
+    std::unordered_map<std::string, owner_of> owners_;
 };
 
 }  // namespace patroxy::proxy

@@ -17,6 +17,7 @@ std::string_view to_string(close_reason r) {
     case close_reason::maxconn: return "maxconn";
     case close_reason::cancel_forwarded: return "cancel_forwarded";
     case close_reason::shutdown: return "shutdown";
+    case close_reason::drained: return "drained";
     }
     return "unknown";
 }

@@ -21,10 +21,11 @@ enum class close_reason : std::uint8_t {
     connect_failed,   ///< every connect attempt failed
     maxconn,          ///< listener full
     cancel_forwarded, ///< a CancelRequest, passed on
-    shutdown,         ///< patroxy is stopping
+    shutdown,         ///< patroxy is stopping, or a drain's deadline passed
+    drained,          ///< closed by a drain where it was idle between transactions (FATAL 57P01)
 };
 
-inline constexpr std::size_t close_reason_count = 13;
+inline constexpr std::size_t close_reason_count = 14;
 
 std::string_view to_string(close_reason r);
 

@@ -1,6 +1,7 @@
 #pragma once
-// Per-worker traffic counters. Each worker is the only writer of its own set
-// (relaxed adds, no contention); the stats reader sums all workers' sets.
+// Traffic counters. Each worker is the only writer of its own set (relaxed
+// adds, no contention); the stats reader sums all workers' sets. The sets
+// live in books kept by name (proxy/books.hpp).
 
 #include "proxy/close_reason.hpp"
 
@@ -33,25 +34,6 @@ struct listener_counters {
     counter bytes_in{0};
     counter bytes_out{0};
     std::array<counter, close_reason_count> closed{};  ///< by reason
-};
-
-/// Everything one worker counts: [listener] and [listener][member].
-class worker_counters {
-public:
-    worker_counters(std::size_t listeners, std::size_t members)
-        : members_(members),
-          listeners_(std::make_unique<listener_counters[]>(listeners)),
-          per_member_(std::make_unique<member_counters[]>(listeners * members)) {}
-
-    listener_counters& listener(std::size_t l) { return listeners_[l]; }
-    const listener_counters& listener(std::size_t l) const { return listeners_[l]; }
-    member_counters& member(std::size_t l, std::size_t m) { return per_member_[l * members_ + m]; }
-    const member_counters& member(std::size_t l, std::size_t m) const { return per_member_[l * members_ + m]; }
-
-private:
-    std::size_t members_;
-    std::unique_ptr<listener_counters[]> listeners_;
-    std::unique_ptr<member_counters[]> per_member_;
 };
 
 inline std::uint64_t read(const counter& c) { return c.load(std::memory_order_relaxed); }

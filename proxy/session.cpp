@@ -1,6 +1,7 @@
 #include "proxy/session.hpp"
 
-#include "app/log.hpp"
+#include "base/log.hpp"
+#include "base/text.hpp"
 #include "protocol/error_response.hpp"
 #include "proxy/balancer.hpp"
 #include "proxy/worker.hpp"
@@ -29,10 +30,25 @@ constexpr std::uint32_t watched = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // refuses lengths over 10000 before we ever hold that much.
 constexpr std::size_t first_read = 512;
 
+// A member's socket that stops acknowledging what we sent is dead after this
+// long (TCP_USER_TIMEOUT, tcp(7)), not after TCP's ~15 minutes of
+// retransmissions: the network to it is cut (bench/chaos.sh leader-cut-30s: the
+// sessions hung, unanswered, while the lock stayed fresh). A busy or frozen
+// PostgreSQL does not trip it: its kernel still acknowledges. Idle sessions are
+// probed by keepalive within about the same time.
+constexpr unsigned server_user_timeout_ms = 10000;
+constexpr int server_keepalive_idle_s = 5;
+constexpr int server_keepalive_interval_s = 2;
+constexpr int server_keepalive_count = 3;
+
 void set_stream_options(int fd) {
     const int on = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &server_user_timeout_ms, sizeof server_user_timeout_ms);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &server_keepalive_idle_s, sizeof server_keepalive_idle_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &server_keepalive_interval_s, sizeof server_keepalive_interval_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &server_keepalive_count, sizeof server_keepalive_count);
 }
 
 std::string seconds_text(milliseconds d) {
@@ -41,9 +57,12 @@ std::string seconds_text(milliseconds d) {
 }
 }  // namespace
 
-session::session(worker& owner, std::size_t listener, unique_fd client, const tcp::endpoint& peer)
+session::session(worker& owner, const routing_ptr& born, std::size_t listener, unique_fd client,
+                 const tcp::endpoint& peer)
     : owner_(owner),
-      listener_(listener),
+      cfg_(born->config),
+      listener_cfg_(born->listeners[listener].cfg),
+      book_(born->listeners[listener].book),
       client_(std::move(client)),
       started_(clock::now()),
       client_text_(peer.address().to_string() + ":" + std::to_string(peer.port())) {
@@ -55,18 +74,20 @@ session::session(worker& owner, std::size_t listener, unique_fd client, const tc
 
 session::~session() = default;
 
-const conf::listener_config& session::listener() const { return owner_.config().listeners[listener_]; }
+listener_counters& session::counters() const { return book_->of(owner_.index()); }
+
+member_counters& session::member_counters_of() const { return member_book_->of(owner_.index()); }
 
 void session::start(bool over_limit) {
-    counted_ = true;  // the worker counted us in listener_slots before deciding over_limit
-    auto& c = owner_.counters().listener(listener_);
+    counted_ = true;  // the worker counted us in the listener's book and the ceiling before deciding over_limit
+    auto& c = counters();
     bump(c.accepted);
     bump(c.current);
     if (over_limit) {
         refuse_on_first_ = close_reason::maxconn;
     }
     first_.reserve(128);  // TCP_NODELAY and SO_KEEPALIVE come from the listener
-    arm(owner_.config().timeouts.startup, close_reason::startup_timeout);
+    arm(timeouts().startup, close_reason::startup_timeout);
     // Clients send the startup right behind the handshake, so it is usually
     // here by the time we accept: reading now saves a turn of the loop.
     if (watch(from_client)) {
@@ -84,6 +105,16 @@ bool session::watch(side s) {
 }
 
 void session::on_ready(side s, std::uint32_t events) {
+    // Nothing a peer sends may take the worker down: a failure here (out of
+    // memory, a broken invariant caught as an exception) ends this session only.
+    try {
+        handle(s, events);
+    } catch (const std::exception& e) {
+        close(close_reason::protocol_error, std::string("internal error: ") + e.what());
+    }
+}
+
+void session::handle(side s, std::uint32_t events) {
     // The session stays alive through this batch of events even if it closes
     // (the worker frees it afterwards), and stale events only cause a read or
     // write that finds nothing to do.
@@ -98,15 +129,25 @@ void session::on_ready(side s, std::uint32_t events) {
         }
         return;
     case phase::holding:
+        if (left_while_waiting(s)) {
+            return;
+        }
         unread_[s] = unread_[s] || (events & readable) != 0;
         return;
     case phase::connecting:
         if (s == from_server) {
             return send_first();
         }
+        if (left_while_waiting(s)) {
+            return;
+        }
         unread_[s] = unread_[s] || (events & readable) != 0;
         return;
     case phase::relaying: {
+        if (fenced_) {
+            unread_[s] = unread_[s] || (events & readable) != 0;
+            return;  // pending writes and these bytes go on when it resumes
+        }
         // Writes first: finishing one lets that direction read again.
         const side toward = s == from_client ? from_server : from_client;
         if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 && out_[toward].left > 0) {
@@ -194,6 +235,15 @@ void session::on_first_packet(protocol::first_packet packet, std::size_t consume
         return send_refusal();
     }
     packet_ = std::move(packet);
+    first_length_ = consumed;
+    // Kept for the stats page and the log only (first_ goes to the member
+    // untouched): a name PostgreSQL would cut at 63 bytes is cut here too, so
+    // that ~10 KB parameters are not copied into every /status.json.
+    for (auto* name : {&packet_->startup.user, &packet_->startup.database, &packet_->startup.application_name}) {
+        if (name->size() > base::max_name_bytes) {
+            *name = std::string(base::clip_utf8(*name));
+        }
+    }
     if (refuse_on_first_) {
         return refuse(close_reason::maxconn, protocol::sqlstate::too_many_connections,
                       "patroxy: too many connections on listener '" + listener().name + "' (maxconn " +
@@ -205,85 +255,10 @@ void session::on_first_packet(protocol::first_packet packet, std::size_t consume
     route();
 }
 
-// ---- routing ------------------------------------------------------------------
-
-void session::route() {
-    if (!owner_.accepting()) {
-        return refuse(close_reason::shutdown, protocol::sqlstate::cannot_connect_now, "patroxy: shutting down");
-    }
-    const auto& cfg = owner_.config();
-    if (!routing_started_) {
-        routing_started_ = true;
-        route_deadline_ = clock::now() + cfg.timeouts.wait_for_backend;
-    }
-    const auto turn = listener().role == conf::listener_role::read
-                          ? owner_.slots(listener_).cursor.fetch_add(1, std::memory_order_relaxed)
-                          : 0;
-    const auto members = candidates(owner_.topology(), listener(), cfg.health.read_fallback_to_leader, turn);
-    if (!members.empty()) {
-        leave_hold();
-        return connect_to(members.front());
-    }
-    hold(cfg.timeouts.wait_for_backend);
-}
-
-// Keep the client (its first packet stays with us) until a member appears, a
-// retry is due, or wait_for_backend has passed since routing began.
-void session::hold(milliseconds retry_after) {
-    const auto left = std::chrono::duration_cast<milliseconds>(route_deadline_ - clock::now());
-    if (phase_ != phase::holding) {
-        phase_ = phase::holding;
-        bump(owner_.counters().listener(listener_).held);
-    }
-    arm(std::max(milliseconds{0}, std::min(left, retry_after)), close_reason::no_backend);
-}
-
-void session::leave_hold() {
-    if (phase_ == phase::holding) {
-        drop(owner_.counters().listener(listener_).held);
-        phase_ = phase::first_packet;
-    }
-}
-
-void session::on_topology() {
-    switch (phase_) {
-    case phase::holding:
-        return route();
-    case phase::connecting:
-        // Nothing was said to the client yet: route it afresh. The pending
-        // connect's handler finds the phase or attempt moved on and stops.
-        if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
-            server_.reset();
-            route();
-        }
-        return;
-    case phase::relaying:
-        if (member_ && !keeps_session(owner_.topology(), listener().role, *member_)) {
-            if (unanswered(from_server)) {
-                // The client has seen nothing yet: it waits for the next member
-                // rather than seeing its connection closed.
-                return retry_unanswered("member lost its role before answering");
-            }
-            close(close_reason::backend_down, "member lost its role");
-        }
-        return;
-    default:
-        return;
-    }
-}
-
-void session::refuse_if_waiting() {
-    if (phase_ == phase::holding) {
-        leave_hold();
-        refuse(close_reason::shutdown, protocol::sqlstate::cannot_connect_now, "patroxy: shutting down");
-    }
-}
-
-// Opens a non-blocking socket to `member`, starts connecting and watches it.
-std::optional<std::string> session::open_to(std::size_t member) {
+// Opens a non-blocking socket to `ep`, starts connecting and watches it.
+std::optional<std::string> session::open_to(const tcp::endpoint& ep) {
     server_.reset();
     peer_finished_[from_server] = false;
-    const auto& ep = owner_.member_endpoint(member);
     server_.reset(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!server_) {
         return last_errno().message();  // out of descriptors
@@ -299,20 +274,21 @@ std::optional<std::string> session::open_to(std::size_t member) {
     return std::nullopt;
 }
 
-void session::connect_to(std::size_t member) {
+// Connects to the member route() chose (member_, endpoint_, member_book_).
+void session::connect_to() {
     phase_ = phase::connecting;
-    member_ = member;
     ++attempts_;
+    ++attempts_total_;
     first_sent_ = 0;
     unread_[from_server] = false;
-    arm(owner_.config().timeouts.connect, close_reason::connect_failed);
-    if (const auto failed = open_to(member)) {
+    arm(timeouts().connect, close_reason::connect_failed);
+    if (const auto failed = open_to(endpoint_)) {
         return on_connect_failed(*failed);
     }
     // On loopback the handshake has usually finished by the time connect
     // returns: sending at once saves a turn of the loop. Elsewhere the socket
     // reports writable when it is connected.
-    if (owner_.member_endpoint(member).address().is_loopback()) {
+    if (endpoint_.address().is_loopback()) {
         send_first();
     }
 }
@@ -342,23 +318,30 @@ void session::send_first() {
 }
 
 void session::on_connect_failed(std::string_view why) {
-    bump(owner_.counters().member(listener_, *member_).connect_errors);
+    bump(member_counters_of().connect_errors);
     owner_.trouble().report(*member_);
-    const auto& member_name = owner_.config().members[*member_].name;
-    PATROXY_LOG(warn, "session") << "listener=" << listener().name << " member=" << member_name
+    PATROXY_LOG(warn, "session") << "listener=" << listener().name << " member=" << member_name_
                                  << " client=" << client_text_ << " connect failed (attempt " << attempts_
                                  << "): " << why;
-    last_connect_error_ = member_name + ": " + std::string(why);
-    if (attempts_ <= owner_.config().timeouts.retries) {
+    last_connect_error_ = member_name_ + ": " + std::string(why);
+    const auto& t = timeouts();
+    const bool spent = attempts_total_ >= t.max_attempts;
+    if (attempts_ <= t.retries && !spent) {
         // HAProxy retries the same server for writes; reads move to the next replica.
         return route();
     }
     // A leader whose PostgreSQL is stopping refuses connections a moment before
-    // Patroni reports the change: wait for the next topology, or retry shortly,
-    // within the same wait_for_backend budget.
+    // Patroni reports the change: wait for the next topology, or retry after a
+    // pause that doubles each round, within the same wait_for_backend budget.
+    // Once max_attempts are spent only a routing change brings another try.
     attempts_ = 0;
-    if (clock::now() + connect_retry_pause < route_deadline_) {
-        return hold(connect_retry_pause);
+    const auto now = clock::now();
+    if (spent && now < route_deadline_) {
+        return hold(std::chrono::duration_cast<milliseconds>(route_deadline_ - now) + milliseconds{1});
+    }
+    const auto pause = connect_retry_pause * (1 << std::min(rounds_++, 3));
+    if (now + pause < route_deadline_) {
+        return hold(pause);
     }
     refuse_connect_failed();
 }
@@ -369,11 +352,10 @@ void session::refuse_connect_failed() {
 }
 
 void session::on_first_forwarded() {
-    auto& mc = owner_.counters().member(listener_, *member_);
+    auto& mc = member_counters_of();
     bump(mc.current);
     bump(mc.total);
-    auto& slot = owner_.slots(listener_).members[*member_];
-    count_in(slot.active, slot.peak);
+    count_in(member_book_->active, member_book_->peak);
     member_counted_ = true;
     disarm();
     count_bytes(from_client, first_.size());
@@ -405,20 +387,26 @@ void session::on_deadline() {
     case phase::relaying:
         return arm_idle_check();
     case phase::holding:
-        if (clock::now() < route_deadline_) {
+        if (clock::now() < route_deadline_ && attempts_total_ < timeouts().max_attempts) {
             return route();  // a retry after failed connects
+        }
+        if (guard_holds() && attempts_total_ < timeouts().max_attempts) {
+            return hold(guard_recheck);  // its end is a routing change, which routes the session
         }
         leave_hold();
         if (!last_connect_error_.empty()) {
             return refuse_connect_failed();
         }
+        if (member_full_) {
+            return refuse(close_reason::no_backend, protocol::sqlstate::too_many_connections,
+                          "patroxy: every member of listener '" + listener().name +
+                              "' is at its maxconn after waiting " + seconds_text(timeouts().wait_for_backend));
+        }
         return refuse(close_reason::no_backend, protocol::sqlstate::cannot_connect_now,
-                      "patroxy: no " +
-                          std::string(listener().role == conf::listener_role::write ? "leader" : "healthy replica") +
-                          " available for listener '" + listener().name + "' after waiting " +
-                          seconds_text(owner_.config().timeouts.wait_for_backend));
+                      "patroxy: no " + class_text() + " available for listener '" + listener().name +
+                          "' after waiting " + seconds_text(timeouts().wait_for_backend));
     case phase::connecting:
-        return on_connect_failed("timed out after " + seconds_text(owner_.config().timeouts.connect));
+        return on_connect_failed("timed out after " + seconds_text(timeouts().connect));
     case phase::cancelling:
         return next_cancel_target();
     default:
@@ -428,8 +416,8 @@ void session::on_deadline() {
 
 session_view session::view(clock::time_point now) const {
     session_view v;
-    v.listener = listener_;
-    v.member = member_;
+    v.listener = listener().name;
+    v.member = member_name_;
     v.client = client_text_;
     switch (phase_) {
     case phase::first_packet: v.state = "startup"; break;
@@ -441,9 +429,10 @@ session_view session::view(clock::time_point now) const {
     case phase::closed: v.state = "closed"; break;
     }
     if (packet_ && packet_->kind == protocol::first_kind::startup) {
-        v.user = packet_->startup.user;
-        v.database = packet_->startup.database;
-        v.application_name = packet_->startup.application_name;
+        // Whatever bytes the client sent: the stats JSON needs valid UTF-8.
+        v.user = base::valid_utf8(packet_->startup.user);
+        v.database = base::valid_utf8(packet_->startup.database);
+        v.application_name = base::valid_utf8(packet_->startup.application_name);
     }
     v.encrypted = encrypted_;
     v.age_seconds = std::chrono::duration<double>(now - started_).count();
@@ -459,6 +448,10 @@ void session::close(close_reason why, std::string_view detail) {
     leave_hold();
     phase_ = phase::closed;
     disarm();
+    if (drain_timer_) {
+        owner_.deadlines().remove(*drain_timer_);
+        drain_timer_.reset();
+    }
     client_.reset();
     server_.reset();
     in_flight_ = {};
@@ -467,28 +460,30 @@ void session::close(close_reason why, std::string_view detail) {
     if (key_) {
         owner_.cancels().remove(*key_);
     }
-    auto& lc = owner_.counters().listener(listener_);
+    auto& lc = counters();
     drop(lc.current);
     bump(lc.closed[static_cast<std::size_t>(why)]);
     if (member_counted_) {
         uncount_member();
     }
+    release_slot();
     if (counted_) {
-        owner_.slots(listener_).active.fetch_sub(1, std::memory_order_relaxed);
+        book_->active.fetch_sub(1, std::memory_order_relaxed);
+        owner_.ceiling().active.fetch_sub(1, std::memory_order_relaxed);
         counted_ = false;
     }
-    const bool routine = why == close_reason::done || why == close_reason::cancel_forwarded;
+    const bool routine = why == close_reason::done || why == close_reason::cancel_forwarded || why == close_reason::drained;
     const auto lvl = routine ? log::level::info : log::level::warn;
     if (log::enabled(lvl)) {
-        const auto& cfg = owner_.config();
         const auto ms = std::chrono::duration_cast<milliseconds>(clock::now() - started_).count();
         log::line line(lvl, "session");
-        line << "listener=" << listener().name << " member=" << (member_ ? cfg.members[*member_].name : "-")
+        line << "listener=" << listener().name << " member=" << (member_name_.empty() ? "-" : member_name_)
              << " client=" << client_text_;
         if (packet_ && packet_->kind == protocol::first_kind::startup) {
-            line << " user=" << packet_->startup.user << " db=" << packet_->startup.database;
+            // Client-chosen text: escaped and quoted, so it cannot forge fields or lines.
+            line << " user=" << base::field(packet_->startup.user) << " db=" << base::field(packet_->startup.database);
             if (!packet_->startup.application_name.empty()) {
-                line << " app=" << packet_->startup.application_name;
+                line << " app=" << base::field(packet_->startup.application_name);
             }
         } else if (packet_) {
             line << " first=" << protocol::to_string(packet_->kind);
@@ -496,7 +491,7 @@ void session::close(close_reason why, std::string_view detail) {
         line << " duration_ms=" << ms << " bytes_in=" << bytes_[from_client] << " bytes_out=" << bytes_[from_server]
              << " reason=" << to_string(why);
         if (!detail.empty()) {
-            line << " detail=\"" << detail << '"';
+            line << " detail=" << base::field(detail);
         }
     }
 }

@@ -21,7 +21,7 @@ void session::refuse(close_reason why, std::string_view sqlstate, std::string me
     if (kind == protocol::first_kind::ssl_request || kind == protocol::first_kind::gssenc_request) {
         // Decline encryption, read the plaintext StartupMessage, then answer it
         // with the error: libpq shows that message (or falls back, per sslmode).
-        arm(owner_.config().timeouts.startup, why);
+        arm(timeouts().startup, why);
         return decline_encryption();
     }
     send_refusal();
@@ -37,7 +37,7 @@ void session::decline_encryption() {
 }
 
 void session::send_refusal() {
-    arm(owner_.config().timeouts.startup, refusal_);
+    arm(timeouts().startup, refusal_);
     refusal_step_ = refusal_step::answering;
     to_client_ = {refusal_bytes_.data(), refusal_bytes_.size(), refusal_bytes_.size()};
     flush_to_client();

@@ -1,7 +1,7 @@
 // A session's relay: bytes both ways, the startup answer read on the way, half-closes and idle limits.
 #include "proxy/session.hpp"
 
-#include "app/log.hpp"
+#include "base/log.hpp"
 #include "protocol/error_response.hpp"
 #include "proxy/worker.hpp"
 
@@ -26,6 +26,15 @@ void session::start_relay() {
     const auto kind = packet_->kind;
     scanning_ = kind == first_kind::startup || kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
     awaiting_encryption_answer_ = kind == first_kind::ssl_request || kind == first_kind::gssenc_request;
+    // Framed from the first byte after the startup (a retry starts over).
+    transaction_ = {};
+    tracking_ = kind == first_kind::startup;
+    if (tracking_ && packet_->startup.replication) {
+        transaction_.never_idle();
+    }
+    if (tracking_ && first_.size() > first_length_) {
+        transaction_.from_client(first_.data() + first_length_, first_.size() - first_length_);
+    }
     last_read_[from_client] = last_read_[from_server] = clock::now();
     arm_idle_check();
     // Only what was reported while we could not read: anything else comes
@@ -40,6 +49,10 @@ void session::start_relay() {
 // Reads from side s and writes to the other side until s is drained, the
 // other side cannot take more, or s has had its turn.
 void session::pump(side s) {
+    if (fenced_) {
+        unread_[s] = true;  // a turn deferred before the fence: read when it resumes
+        return;
+    }
     for (int turn = 0; turn < reads_per_turn; ++turn) {
         if (phase_ != phase::relaying || out_[s].left > 0 || eof_[s]) {
             return;  // a pending write resumes reading when it is done
@@ -56,6 +69,12 @@ void session::pump(side s) {
                 return retry_unanswered("closed before answering");
             }
             return end_of_stream(s);
+        }
+        if (s == from_client && awaiting_encryption_answer_) {
+            // CVE-2021-3935: bytes after SSLRequest/GSSENCRequest, before the
+            // member's answer, could be injected and later read as if encrypted.
+            return close(close_reason::protocol_error,
+                         "data after SSLRequest/GSSENCRequest before the member's answer");
         }
         last_read_[s] = clock::now();
         const std::uint8_t* data = small_[s].data();
@@ -101,12 +120,59 @@ bool session::relay(side s, const std::uint8_t* data, std::size_t n) {
             return false;
         }
     }
-    if (s == from_server && scanning_) {
-        scan_startup_answer(data, n);
+    if (s == from_client && after_decline_ && !relay_after_decline(data, n)) {
+        return false;
+    }
+    if (tracking_) {
+        if (s == from_client) {
+            transaction_.from_client(data, n);
+        } else {
+            transaction_.from_server(data, n);
+            if (ready_at_ == clock::time_point{} && transaction_.ready_count() > 0) {
+                ready_at_ = clock::now();
+            }
+        }
+    }
+    if (s == from_server && scanning_ && !scan_startup_answer(data, n)) {
+        // CVE-2021-23222: bytes behind the one-byte answer, before the TLS
+        // handshake, would reach the client as if the server had sent them encrypted.
+        close(close_reason::protocol_error, "member sent bytes right behind its answer to SSLRequest/GSSENCRequest");
+        return false;
     }
     out_[s] = {data, n, n};
     flush(s);
     return out_[s].left == 0 && phase_ == phase::relaying;
+}
+
+// The client's first packet after the member's 'N': a StartupMessage, or
+// another SSLRequest/GSSENCRequest on the same connection (libpq with
+// gssencmode=prefer asks for SSL next). A request gets the same guards as a
+// first one: nothing may follow it before the answer (CVE-2021-3935), nothing
+// may follow an 'S'/'G' answer (CVE-2021-23222), and no message tracking
+// (what follows may be TLS). False when the session closed.
+bool session::relay_after_decline(const std::uint8_t* data, std::size_t n) {
+    const auto take = std::min<std::size_t>(after_decline_head_.size() - after_decline_have_, n);
+    std::memcpy(after_decline_head_.data() + after_decline_have_, data, take);
+    after_decline_have_ += take;
+    if (after_decline_have_ < after_decline_head_.size()) {
+        return true;  // not enough to tell yet: relayed, tracked as a startup
+    }
+    after_decline_ = false;
+    const protocol::bytes head(after_decline_head_);
+    const auto code = protocol::read_u32(head, 4);
+    if (protocol::read_u32(head, 0) != 8 ||
+        (code != protocol::ssl_request_code && code != protocol::gssenc_request_code)) {
+        return true;  // a StartupMessage (or what the member makes of it)
+    }
+    if (n > take) {
+        close(close_reason::protocol_error, "data after SSLRequest/GSSENCRequest before the member's answer");
+        return false;
+    }
+    awaiting_encryption_answer_ = true;
+    scanning_ = true;
+    tracking_ = false;
+    transaction_ = {};
+    return true;
 }
 
 // Writes what side s's last read left for the other side.
@@ -134,6 +200,9 @@ void session::on_written(side s) {
         first_.clear();
         first_.shrink_to_fit();  // answered: idle sessions keep no startup bytes
     }
+    if (s == from_server && draining_) {
+        close_if_idle();  // an answer is out: maybe the idle point a drain waits for
+    }
 }
 
 void session::on_read_failed(side s, const std::string& why) {
@@ -145,16 +214,30 @@ void session::on_read_failed(side s, const std::string& why) {
 
 // Reads (never changes) the member's startup answer until ReadyForQuery to
 // learn the session's cancel key. Bytes may split messages anywhere.
-void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
+bool session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
     if (awaiting_encryption_answer_ && n > 0) {
         awaiting_encryption_answer_ = false;
-        if (data[0] != 'N') {
-            scanning_ = false;  // 'S' or 'G': encrypted from here on, nothing to read
+        const auto answer = data[0];
+        if (answer == 'S' || answer == 'G') {
+            scanning_ = false;  // encrypted from here on, nothing to read
             encrypted_ = true;
-            return;
+            return n == 1;      // the handshake starts with the client: nothing may follow
         }
-        ++data;
-        --n;
+        if (answer != 'N') {
+            scanning_ = false;  // not an answer PostgreSQL gives: relayed, not read
+            return true;
+        }
+        if (n > 1) {
+            return false;       // the server waits for the plaintext startup after 'N'
+        }
+        // Plaintext from here: the client's StartupMessage (untyped), then
+        // messages; or, from libpq refused GSS encryption, an SSLRequest
+        // (relay_after_decline looks at that packet first).
+        tracking_ = true;
+        transaction_.expect_startup_from_client();
+        after_decline_ = true;
+        after_decline_have_ = 0;
+        return true;
     }
     startup_answer_.insert(startup_answer_.end(), data, data + n);
     std::size_t at = 0;
@@ -171,7 +254,7 @@ void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
         at += d.consumed;
         if (d.value.kind == protocol::server_kind::backend_key_data && !key_) {
             key_ = d.value.key;
-            owner_.cancels().add(*key_, *member_);
+            owner_.cancels().add(*key_, *member_, endpoint_);
         } else if (d.value.kind == protocol::server_kind::ready_for_query ||
                    d.value.kind == protocol::server_kind::error_response) {
             scanning_ = false;
@@ -183,14 +266,20 @@ void session::scan_startup_answer(const std::uint8_t* data, std::size_t n) {
         startup_answer_.clear();
         startup_answer_.shrink_to_fit();
     }
+    return true;
 }
 
 // The member went away before saying a word (a PostgreSQL that is shutting
 // down accepts, then resets): the client has seen nothing, so the first packet
 // can go to another attempt, as after a failed connect.
 bool session::unanswered(side s) const {
-    return s == from_server && bytes_[from_server] == 0 && !first_.empty() && bytes_[from_client] == first_.size() &&
-           out_[from_client].left == 0;
+    // A direct TLS ClientHello that a member closes on without a word is one
+    // it does not accept (PostgreSQL before 17): another try gets the same.
+    if (packet_->kind == protocol::first_kind::tls_client_hello) {
+        return false;
+    }
+    return s == from_server && bytes_[from_server] == 0 && out_[from_server].left == 0 && !first_.empty() &&
+           bytes_[from_client] == first_.size() && out_[from_client].left == 0;
 }
 
 void session::retry_unanswered(std::string_view why) {
@@ -208,8 +297,8 @@ void session::retry_unanswered(std::string_view why) {
 
 void session::count_bytes(side s, std::size_t n) {
     bytes_[s] += n;
-    auto& lc = owner_.counters().listener(listener_);
-    auto& mc = owner_.counters().member(listener_, *member_);
+    auto& lc = counters();
+    auto& mc = member_counters_of();
     if (s == from_client) {
         bump(lc.bytes_in, n);
         bump(mc.bytes_in, n);
@@ -220,8 +309,8 @@ void session::count_bytes(side s, std::size_t n) {
 }
 
 void session::uncount_member() {
-    drop(owner_.counters().member(listener_, *member_).current);
-    owner_.slots(listener_).members[*member_].active.fetch_sub(1, std::memory_order_relaxed);
+    drop(member_counters_of().current);
+    member_book_->active.fetch_sub(1, std::memory_order_relaxed);
     member_counted_ = false;
 }
 
@@ -247,15 +336,54 @@ void session::end_of_stream(side s) {
 
 // One timer checks both idle limits; re-arming per read would cost a timer
 // operation per packet.
+void session::fence() {
+    if (!fenced_) {
+        fenced_ = true;
+        PATROXY_LOG(info, "session") << "client=" << client_text_ << " member=" << member_name_
+                                     << " paused: the member lost its lock while it hangs and may take it back";
+    }
+}
+
+void session::unfence() {
+    fenced_ = false;
+    PATROXY_LOG(info, "session") << "client=" << client_text_ << " member=" << member_name_
+                                 << " resumed: it took its lock back";
+    // What was read before the pause goes out first, then what came meanwhile.
+    for (const auto s : {from_server, from_client}) {
+        if (phase_ == phase::relaying && out_[s].left > 0) {
+            flush(s);
+        }
+    }
+    // Every side is read: an edge that came while a write was pending is not
+    // reported again (an empty socket answers EAGAIN).
+    for (const auto s : {from_server, from_client}) {
+        unread_[s] = false;
+        if (phase_ == phase::relaying && out_[s].left == 0) {
+            pump(s);
+        }
+    }
+}
+
 void session::arm_idle_check() {
-    const auto& t = owner_.config().timeouts;
+    const auto& t = timeouts();
     const auto now = clock::now();
+    // Until the member's first byte, it has server_startup to answer at all
+    // (a member that accepts and never speaks would hold the client for hours).
+    const bool answered = bytes_[from_server] > 0 || out_[from_server].left > 0;
+    const auto server_limit = answered ? t.server_idle : t.server_startup;
     const auto client_left = t.client_idle - std::chrono::duration_cast<milliseconds>(now - last_read_[from_client]);
-    const auto server_left = t.server_idle - std::chrono::duration_cast<milliseconds>(now - last_read_[from_server]);
+    const auto server_left = server_limit - std::chrono::duration_cast<milliseconds>(now - last_read_[from_server]);
     if (client_left <= milliseconds{0}) {
         return close(close_reason::client_timeout, "idle past timeouts.client_idle");
     }
     if (server_left <= milliseconds{0}) {
+        if (!answered) {
+            const auto why = "no answer within timeouts.server_startup (" + std::to_string(t.server_startup.count()) + "ms)";
+            if (unanswered(from_server)) {
+                return retry_unanswered(why);  // the client has seen nothing yet
+            }
+            return close(close_reason::server_timeout, why);
+        }
         return close(close_reason::server_timeout, "idle past timeouts.server_idle");
     }
     arm(std::min(client_left, server_left), close_reason::client_timeout);

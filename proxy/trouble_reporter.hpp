@@ -5,34 +5,36 @@
 // monitor ask now instead of at the member's next regular check (HAProxy's
 // `observe layer4` with `on-error fastinter` does the same). At most one
 // report per member per `min_gap`, whatever the number of failing sessions.
-// Any thread.
+// Any thread; reports are rare (failures), so a lock is fine here.
 
-#include <atomic>
+#include "health/topology.hpp"
+
 #include <chrono>
-#include <cstddef>
-#include <cstdint>
 #include <functional>
-#include <vector>
+#include <mutex>
+#include <unordered_map>
 
 namespace patroxy::proxy {
 
 class trouble_reporter {
 public:
-    using sink = std::function<void(std::size_t member)>;
+    using sink = std::function<void(health::member_id member)>;
     static constexpr std::chrono::milliseconds min_gap{100};
-
-    explicit trouble_reporter(std::size_t members) : last_(members) {}
 
     /// Where reports go (set once, before the workers start).
     void set_sink(sink s) { sink_ = std::move(s); }
 
-    void report(std::size_t member) {
-        using namespace std::chrono;
-        const auto now = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-        auto seen = last_[member].load(std::memory_order_relaxed);
-        if (now - seen < min_gap.count() ||
-            !last_[member].compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
-            return;  // reported a moment ago, here or by another worker
+    void report(health::member_id member) {
+        const auto now = std::chrono::steady_clock::now();
+        {
+            const std::lock_guard lock(mutex_);
+            auto [it, fresh] = last_.try_emplace(member, now);
+            if (!fresh) {
+                if (now - it->second < min_gap) {
+                    return;  // reported a moment ago, here or by another worker
+                }
+                it->second = now;
+            }
         }
         if (sink_) {
             sink_(member);
@@ -40,7 +42,8 @@ public:
     }
 
 private:
-    std::vector<std::atomic<std::int64_t>> last_;  ///< per member: ms of the last report
+    std::mutex mutex_;
+    std::unordered_map<health::member_id, std::chrono::steady_clock::time_point> last_;
     sink sink_;
 };
 

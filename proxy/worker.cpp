@@ -1,6 +1,6 @@
 #include "proxy/worker.hpp"
 
-#include "app/log.hpp"
+#include "base/log.hpp"
 
 #include <algorithm>
 
@@ -11,29 +11,18 @@ namespace patroxy::proxy {
 
 namespace {
 constexpr std::chrono::milliseconds accept_back_off{100};
+// At a connection ceiling: look again this soon (a session closing on this
+// worker resumes accepting at once; one on another worker is seen here).
+constexpr std::chrono::milliseconds full_back_off{50};
 constexpr std::chrono::seconds accept_failure_log_interval{10};
 // Accepts per wake-up: the rest wait for the next turn of the loop, so one
 // busy listener does not hold up the sessions already open.
 constexpr int accepts_per_turn = 16;
-
-std::error_code enable(int fd, int level, int option) {
-    const int on = 1;
-    return ::setsockopt(fd, level, option, &on, sizeof on) == 0 ? std::error_code{} : last_errno();
-}
 }  // namespace
 
-worker::worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
-               trouble_reporter& trouble, health::topology_ptr initial)
-    : cfg_(cfg),
-      slots_(slots),
-      cancels_(cancels),
-      trouble_(trouble),
-      counters_(cfg.listeners.size(), cfg.members.size()),
-      topology_(std::move(initial)) {
-    for (const auto& m : cfg.members) {
-        member_endpoints_.emplace_back(net::ip::make_address(m.host), m.port);
-    }
-}
+worker::worker(std::size_t index, connection_ceiling& ceiling, cancel_registry& cancels, trouble_reporter& trouble,
+               routing_ptr initial)
+    : index_(index), ceiling_(ceiling), cancels_(cancels), trouble_(trouble), routing_(std::move(initial)) {}
 
 worker::~worker() {
     stop();
@@ -42,61 +31,83 @@ worker::~worker() {
     closed_.clear();
 }
 
-void worker::open_listeners() {
-    for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
-        const auto& l = cfg_.listeners[i];
-        const tcp::endpoint ep(net::ip::make_address(l.bind), l.port);
-        unique_fd fd(::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        std::error_code ec = fd ? std::error_code{} : last_errno();
-        if (!ec) {
-            ec = enable(fd.get(), SOL_SOCKET, SO_REUSEADDR);
+void worker::adopt(listener_changes changes) { take(std::move(changes), false); }
+
+void worker::retire(std::unique_ptr<listening> l) {
+    if (!l) {
+        return;
+    }
+    // Out of the epoll set first: the server (or, after a handover, the next
+    // process) holds another descriptor of this socket, and epoll forgets a
+    // socket only when its last descriptor closes.
+    loop_.unwatch(l->fd.get());
+    l->fd.reset();
+    if (retired_.empty()) {
+        loop_.defer([this] { retired_.clear(); });
+    }
+    retired_.push_back(std::move(l));
+}
+
+void worker::take(listener_changes changes, bool watch) {
+    for (const auto& name : changes.close) {
+        const auto [first, last] = listeners_.equal_range(name);
+        for (auto it = first; it != last; ++it) {
+            retire(std::move(it->second));
         }
-        if (!ec) {
-            // The kernel spreads accepts across the workers' sockets.
-            ec = enable(fd.get(), SOL_SOCKET, SO_REUSEPORT);
-        }
-        if (!ec && ep.address().is_v4()) {
-            // Bind a VIP that is not on this host yet (no net.ipv4.ip_nonlocal_bind).
-            ec = enable(fd.get(), IPPROTO_IP, IP_FREEBIND);
-        }
-        // Accepted sockets inherit these: no two setsockopt calls per client.
-        if (!ec) {
-            ec = enable(fd.get(), IPPROTO_TCP, TCP_NODELAY);
-        }
-        if (!ec) {
-            ec = enable(fd.get(), SOL_SOCKET, SO_KEEPALIVE);
-        }
-        if (!ec && ::bind(fd.get(), ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
-            ec = last_errno();
-        }
-        if (!ec && ::listen(fd.get(), SOMAXCONN) != 0) {
-            ec = last_errno();
-        }
-        if (ec) {
-            throw std::runtime_error("listener '" + l.name + "' cannot listen on " + l.bind + ":" +
-                                     std::to_string(l.port) + ": " + ec.message());
-        }
+        listeners_.erase(first, last);
+    }
+    for (auto& [name, fd] : changes.open) {
         auto entry = std::make_unique<listening>();
         entry->owner = this;
-        entry->index = i;
+        entry->name = name;
         entry->fd = std::move(fd);
-        listeners_.push_back(std::move(entry));
+        // Level-triggered: connections left for the next turn are reported again.
+        if (watch && accepting_) {
+            if (const auto ec = loop_.watch(entry->fd.get(), EPOLLIN, entry.get())) {
+                PATROXY_LOG(error, "proxy") << "listener '" << name << "': " << ec.message();
+            }
+        }
+        listeners_.emplace(name, std::move(entry));
     }
 }
 
 void worker::start() {
-    for (auto& l : listeners_) {
-        // Level-triggered: connections left for the next turn are reported again.
+    for (auto& [name, l] : listeners_) {
         if (const auto ec = loop_.watch(l->fd.get(), EPOLLIN, l.get())) {
-            throw std::runtime_error("listener '" + cfg_.listeners[l->index].name + "': " + ec.message());
+            throw std::runtime_error("listener '" + name + "': " + ec.message());
         }
     }
+    started_ = true;
     thread_ = std::thread([this] { loop_.run(); });
 }
 
-void worker::accept_some(std::size_t listener) {
-    auto& l = *listeners_[listener];
+std::optional<std::size_t> worker::route_position(const std::string& name) const {
+    for (std::size_t i = 0; i < routing_->listeners.size(); ++i) {
+        if (routing_->listeners[i].cfg->name == name) {
+            return i;
+        }
+    }
+    return std::nullopt;
+}
+
+bool worker::has_room(const listener_route& route) const {
+    // Past maxconn a few more are accepted to be told 53300 (no member
+    // connection); past those, and at the process's ceiling, the kernel's
+    // backlog holds them. Descriptors for checks, stats and VRRP stay free.
+    return ceiling_.active.load(std::memory_order_relaxed) < ceiling_.limit.load(std::memory_order_relaxed) &&
+           route.book->active.load(std::memory_order_relaxed) < route.cfg->maxconn + conf::refusal_slots;
+}
+
+void worker::accept_some(listening& l) {
+    const auto at = route_position(l.name);
+    if (!at) {
+        return;  // closed by the routing that removed it, in this same batch
+    }
+    const auto& route = routing_->listeners[*at];
     for (int i = 0; i < accepts_per_turn && accepting_ && l.fd; ++i) {
+        if (!has_room(route)) {
+            return pause_accepting(l, full_back_off);
+        }
         tcp::endpoint peer;
         auto len = static_cast<socklen_t>(peer.capacity());
         // The peer address comes with accept itself (no getpeername per session).
@@ -111,30 +122,41 @@ void worker::accept_some(std::size_t listener) {
             const auto now = std::chrono::steady_clock::now();
             if (now - accept_failure_logged_ >= accept_failure_log_interval) {
                 accept_failure_logged_ = now;
-                PATROXY_LOG(error, "proxy") << "accept on listener '" << cfg_.listeners[listener].name
-                                            << "' failed: " << why.message() << " (retrying every "
-                                            << accept_back_off.count() << " ms)";
+                PATROXY_LOG(error, "proxy") << "accept on listener '" << l.name << "' failed: " << why.message()
+                                            << " (retrying every " << accept_back_off.count() << " ms)";
             }
-            return pause_accepting(listener);
+            return pause_accepting(l, accept_back_off);
         }
         peer.resize(len);
-        const int active = count_in(slots_[listener].active, slots_[listener].peak);
-        auto s = std::make_shared<session>(*this, listener, unique_fd(fd), peer);
+        ceiling_.active.fetch_add(1, std::memory_order_relaxed);
+        const int active = count_in(route.book->active, route.book->peak);
+        auto s = std::make_shared<session>(*this, routing_, *at, unique_fd(fd), peer);
         sessions_.emplace(s.get(), s);
         session_count_.store(sessions_.size(), std::memory_order_relaxed);
-        s->start(active > cfg_.listeners[listener].maxconn);
+        s->start(active > route.cfg->maxconn);
     }
 }
 
-void worker::pause_accepting(std::size_t listener) {
-    auto& l = *listeners_[listener];
+void worker::pause_accepting(listening& l, std::chrono::milliseconds after) {
+    if (l.paused) {
+        return;
+    }
+    l.paused = true;
     loop_.rewatch(l.fd.get(), 0, &l);
-    loop_.deadlines().add(std::chrono::steady_clock::now() + accept_back_off, [this, listener] {
-        auto& again = *listeners_[listener];
-        if (accepting_ && again.fd) {
-            loop_.rewatch(again.fd.get(), EPOLLIN, &again);
+    loop_.deadlines().add(std::chrono::steady_clock::now() + after, [this, name = l.name] { resume_accepting(name); });
+}
+
+void worker::resume_accepting(const std::string& name) {
+    const auto [first, last] = listeners_.equal_range(name);
+    for (auto it = first; it != last; ++it) {
+        auto& l = *it->second;
+        if (!l.paused || !accepting_ || !l.fd) {
+            continue;
         }
-    });
+        l.paused = false;
+        // Level-triggered: what waits in the backlog is reported at once.
+        loop_.rewatch(l.fd.get(), EPOLLIN, &l);
+    }
 }
 
 void worker::remove(session* s) {
@@ -148,10 +170,26 @@ void worker::remove(session* s) {
     closed_.push_back(std::move(it->second));
     sessions_.erase(it);
     session_count_.store(sessions_.size(), std::memory_order_relaxed);
+    for (auto& [name, l] : listeners_) {
+        const auto at = route_position(name);
+        if (l->paused && at && has_room(routing_->listeners[*at])) {
+            resume_accepting(name);  // a session ended here: room for the next at once
+        }
+    }
 }
 
-void worker::post_topology(health::topology_ptr t) {
-    loop_.post([this, t = std::move(t)]() mutable { on_topology(std::move(t)); });
+void worker::post_routing(routing_ptr r, listener_changes changes, std::optional<drain_order> drain) {
+    auto shared_changes = std::make_shared<listener_changes>(std::move(changes));
+    loop_.post([this, r = std::move(r), shared_changes, drain = std::move(drain)]() mutable {
+        // New sockets first, so that nothing a client sees goes dark in between.
+        take(std::move(*shared_changes), true);
+        if (drain) {
+            // Before the routing: a session whose member leaves the set is
+            // then draining, not one that lost its role (that would cut it).
+            drain_now(*drain);
+        }
+        on_routing(std::move(r));
+    });
 }
 
 void worker::each_session(const std::function<void(session&)>& act) {
@@ -166,19 +204,50 @@ void worker::each_session(const std::function<void(session&)>& act) {
     }
 }
 
-void worker::on_topology(health::topology_ptr t) {
-    topology_ = std::move(t);
-    each_session([](session& s) { s.on_topology(); });
+void worker::on_routing(routing_ptr r) {
+    routing_ = std::move(r);
+    each_session([](session& s) { s.on_routing(); });
 }
 
 void worker::post_stop_accepting() {
     loop_.post([this] {
         accepting_ = false;
-        for (auto& l : listeners_) {
-            l->fd.reset();  // closing takes it out of the epoll set
+        for (auto& [name, l] : listeners_) {
+            retire(std::move(l));
         }
-        each_session([](session& s) { s.refuse_if_waiting(); });
+        listeners_.clear();
     });
+}
+
+void worker::post_resume(listener_changes changes) {
+    auto shared_changes = std::make_shared<listener_changes>(std::move(changes));
+    loop_.post([this, shared_changes] {
+        accepting_ = true;
+        take(std::move(*shared_changes), true);
+    });
+}
+
+void worker::post_drain(drain_order order) {
+    loop_.post([this, order = std::move(order)] { drain_now(order); });
+}
+
+void worker::drain_now(const drain_order& order) {
+    std::vector<std::pair<std::shared_ptr<session>, std::string>> chosen;
+    for (const auto& [raw, s] : sessions_) {
+        auto why = order.reason ? order.reason(*s) : order.why;
+        if (!why.empty()) {
+            chosen.emplace_back(s, std::move(why));
+        }
+    }
+    // Spread the idle closes (Odyssey's drop rate, envoy#44419's reconnect
+    // storms): the n-th waits n/count of the spread at least.
+    const auto now = std::chrono::steady_clock::now();
+    const auto n = static_cast<long long>(chosen.size());
+    for (long long i = 0; i < n; ++i) {
+        const auto not_before = now + order.spread * i / std::max<long long>(n, 1);
+        auto& [s, why] = chosen[static_cast<std::size_t>(i)];
+        s->drain(std::move(why), not_before, order.deadline, order.refuse_unrouted);
+    }
 }
 
 void worker::post_close_all() {
@@ -189,16 +258,22 @@ void worker::post_close_all() {
 
 void worker::post_describe(std::size_t limit, std::function<void(std::vector<session_view>)> reply) {
     loop_.post([this, limit, reply = std::move(reply)] {
+        // The oldest first, chosen before anything is copied: only the kept
+        // sessions' strings are.
+        std::vector<const session*> oldest;
+        oldest.reserve(sessions_.size());
+        for (const auto& [raw, s] : sessions_) {
+            oldest.push_back(raw);
+        }
+        const auto keep = std::min(limit, oldest.size());
+        std::partial_sort(oldest.begin(), oldest.begin() + static_cast<std::ptrdiff_t>(keep), oldest.end(),
+                          [](const session* a, const session* b) { return a->started_at() < b->started_at(); });
         const auto now = std::chrono::steady_clock::now();
         std::vector<session_view> views;
-        views.reserve(sessions_.size());
-        for (const auto& [raw, s] : sessions_) {
-            views.push_back(s->view(now));
+        views.reserve(keep);
+        for (std::size_t i = 0; i < keep; ++i) {
+            views.push_back(oldest[i]->view(now));
         }
-        const auto keep = std::min(limit, views.size());
-        std::partial_sort(views.begin(), views.begin() + static_cast<std::ptrdiff_t>(keep), views.end(),
-                          runs_longer);
-        views.resize(keep);
         reply(std::move(views));
     });
 }

@@ -1,15 +1,15 @@
 #pragma once
 // One data-plane thread: its own event loop, its own SO_REUSEPORT listening
-// socket per listener, the sessions it accepted (it owns them), and its own
-// copy of the current topology pointer. Nothing here is shared with other workers except the
-// listeners' active-session counts (one atomic per accept and close).
+// socket per listener (known by name, so a reload keeps the very socket of a
+// listener that stays), the sessions it accepted (it owns them), and its copy
+// of the current routing. Nothing here is shared with other workers except
+// the books' active-session counts (one atomic per accept and close).
 
 #include "conf/config.hpp"
-#include "health/topology.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/cancel_registry.hpp"
-#include "proxy/counters.hpp"
 #include "proxy/event_loop.hpp"
+#include "proxy/routing.hpp"
 #include "proxy/session.hpp"
 #include "proxy/trouble_reporter.hpp"
 
@@ -17,54 +17,64 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 namespace patroxy::proxy {
 
-/// Listener state every worker shares, touched once per new session (never
-/// per byte): the maxconn budget and the round-robin cursor, so that reads
-/// alternate across workers as HAProxy's roundrobin does across threads.
-struct listener_slots {
-    std::atomic<int> active{0};
-    std::atomic<int> peak{0};   ///< highest `active` seen, for the stats page
-    std::atomic<std::size_t> cursor{0};
-    /// Per member: sessions open now across workers, and the most at once.
-    struct member_slot {
-        std::atomic<int> active{0};
-        std::atomic<int> peak{0};
-    };
-    std::unique_ptr<member_slot[]> members;
+/// The process-wide connection ceiling (HAProxy's global maxconn): every
+/// worker checks it before each accept. Workers may overshoot it together by
+/// at most one connection each.
+struct connection_ceiling {
+    std::atomic<int> active{0};   ///< client connections open now, every listener
+    std::atomic<int> limit{0};    ///< follows the descriptor limit (the control thread re-reads it)
 };
 
-/// Adds one to `active` and raises `peak` to match; returns the new count.
-inline int count_in(std::atomic<int>& active, std::atomic<int>& peak) {
-    const int now = active.fetch_add(1, std::memory_order_relaxed) + 1;
-    for (int seen = peak.load(std::memory_order_relaxed);
-         now > seen && !peak.compare_exchange_weak(seen, now, std::memory_order_relaxed);) {
-    }
-    return now;
-}
+/// Listening sockets for a worker to take up, and the listeners whose
+/// sockets to close (closes go first: a listener whose address changed is in both).
+struct listener_changes {
+    std::vector<std::pair<std::string, unique_fd>> open;   ///< listener name, socket
+    std::vector<std::string> close;
+};
+
+/// Which sessions a drain is for.
+struct drain_order {
+    std::string why;                                     ///< told to the client with 57P01
+    std::chrono::milliseconds spread{0};                 ///< idle closes spread over this much
+    std::chrono::steady_clock::time_point deadline{};    ///< then cut
+    /// Why a session drains, empty when it does not; unset: every session, for `why`.
+    std::function<std::string(const session&)> reason;
+    /// Sessions with no member yet are refused (a shutdown); else served (an upgrade).
+    bool refuse_unrouted = true;
+};
 
 class worker {
 public:
-    worker(const conf::config& cfg, std::vector<listener_slots>& slots, cancel_registry& cancels,
-           trouble_reporter& trouble, health::topology_ptr initial);
+    worker(std::size_t index, connection_ceiling& ceiling, cancel_registry& cancels, trouble_reporter& trouble,
+           routing_ptr initial);
     ~worker();
     worker(const worker&) = delete;
     worker& operator=(const worker&) = delete;
 
-    /// Binds this worker's acceptor for every listener; throws with the
-    /// listener named on failure (before any thread starts).
-    void open_listeners();
+    /// Before start(): takes up listening sockets (bound by the server).
+    void adopt(listener_changes changes);
     /// Runs the event loop on a thread of its own.
     void start();
-    /// Any thread: adopt a new topology.
-    void post_topology(health::topology_ptr t);
-    /// Any thread: stop accepting; refuse held clients; keep relaying.
+    /// Any thread: adopt new routing, and with it new or closed listening
+    /// sockets; `drain` (a reload's) is applied first, in the same turn, so
+    /// no session routes in between by the old routing and escapes it.
+    void post_routing(routing_ptr r, listener_changes changes = {}, std::optional<drain_order> drain = {});
+    /// Any thread: stop accepting on every listener (closes this worker's
+    /// sockets; the server's own copies decide whether the port stays open).
     void post_stop_accepting();
+    /// Any thread: accept again, on these sockets (after a handover that failed).
+    void post_resume(listener_changes changes);
+    /// Any thread: drain the sessions the order applies to.
+    void post_drain(drain_order order);
     /// Any thread: close every session with `shutdown`.
     void post_close_all();
     /// Any thread: copies up to `limit` of this worker's sessions, oldest
@@ -74,20 +84,17 @@ public:
     void stop();
     /// Any thread: sessions alive now.
     std::size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
-    const worker_counters& counters() const { return counters_; }
 
     // For this worker's sessions (worker thread only).
+    std::size_t index() const { return index_; }
     event_loop& loop() { return loop_; }
-    const conf::config& config() const { return cfg_; }
-    const health::topology& topology() const { return *topology_; }
+    /// The routing new decisions use.
+    const routing& current() const { return *routing_; }
     buffer_pool& buffers() { return buffers_; }
     deadline_queue& deadlines() { return loop_.deadlines(); }
-    worker_counters& counters() { return counters_; }
-    listener_slots& slots(std::size_t listener) { return slots_[listener]; }
+    connection_ceiling& ceiling() { return ceiling_; }
     cancel_registry& cancels() { return cancels_; }
     trouble_reporter& trouble() { return trouble_; }
-    const tcp::endpoint& member_endpoint(std::size_t m) const { return member_endpoints_[m]; }
-    bool accepting() const { return accepting_; }
     /// A session that has just closed: freed once the current batch of
     /// events is handled (one of them may still name it).
     void remove(session* s);
@@ -96,33 +103,44 @@ private:
     /// One listening socket of this worker.
     struct listening final : event_loop::watcher {
         worker* owner = nullptr;
-        std::size_t index = 0;
+        std::string name;
         unique_fd fd;
-        void on_ready(std::uint32_t) override { owner->accept_some(index); }
+        bool paused = false;   ///< not watched until a look-again deadline or a session's end
+        void on_ready(std::uint32_t) override { owner->accept_some(*this); }
     };
 
-    void accept_some(std::size_t listener);
-    void pause_accepting(std::size_t listener);
-    void on_topology(health::topology_ptr t);
+    void take(listener_changes changes, bool watch);
+    void accept_some(listening& l);
+    /// Stops watching a listener and looks again after `after`.
+    void pause_accepting(listening& l, std::chrono::milliseconds after);
+    void resume_accepting(const std::string& name);
+    /// The route of a listener in the current routing, by name.
+    std::optional<std::size_t> route_position(const std::string& name) const;
+    /// Room under the listener's and the process's ceilings for one more client.
+    bool has_room(const listener_route& route) const;
+    void on_routing(routing_ptr r);
+    void drain_now(const drain_order& order);
     /// Calls `act` on every session alive now, even if earlier calls close others.
     void each_session(const std::function<void(session&)>& act);
 
-    const conf::config& cfg_;
-    std::vector<listener_slots>& slots_;
+    std::size_t index_;
+    connection_ceiling& ceiling_;
     cancel_registry& cancels_;
     trouble_reporter& trouble_;
     // Declared before loop_ so they outlive it: destroying the loop destroys
     // the deadlines that hold sessions, and those return buffers on the way out.
     buffer_pool buffers_;
-    worker_counters counters_;
     std::unordered_map<session*, std::shared_ptr<session>> sessions_;
     std::vector<std::shared_ptr<session>> closed_;  ///< freed after the current batch
     std::atomic<std::size_t> session_count_{0};
     event_loop loop_;
-    std::vector<std::unique_ptr<listening>> listeners_;
-    health::topology_ptr topology_;
-    std::vector<tcp::endpoint> member_endpoints_;
+    std::multimap<std::string, std::unique_ptr<listening>> listeners_;   ///< by listener name (inherited: several)
+    /// Closed listening sockets, freed after the current batch (an event of it may name one).
+    std::vector<std::unique_ptr<listening>> retired_;
+    void retire(std::unique_ptr<listening> l);
+    routing_ptr routing_;
     bool accepting_ = true;
+    bool started_ = false;
     std::chrono::steady_clock::time_point accept_failure_logged_{};
     std::thread thread_;
 };

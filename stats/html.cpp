@@ -42,7 +42,7 @@ std::string text(const json& v) {
         std::snprintf(buf, sizeof buf, "%.1f", v.get<double>());
         return buf;
     }
-    return escape(v.dump());
+    return escape(v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 std::string bytes(std::uint64_t n) {
@@ -92,64 +92,106 @@ std::string render_html(const status& s) {
     const json j = to_json(s);
     const double now = std::chrono::duration<double>(s.now.time_since_epoch()).count();
     std::ostringstream o;
-    const auto& c = j["cluster"];
+    std::string heading = text(j["cluster"]["scope"]);
+    if (j["clusters"].size() > 1) {
+        heading.clear();
+        for (const auto& c : j["clusters"]) {
+            heading += (heading.empty() ? "" : ", ") + text(c["name"]);
+        }
+    }
     o << "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
       << "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-      << "<meta http-equiv=\"refresh\" content=\"5\"><title>patroxy - " << text(c["scope"]) << "</title><style>"
+      << "<meta http-equiv=\"refresh\" content=\"5\"><title>patroxy - " << heading << "</title><style>"
       << style << "</style></head><body>";
-    o << "<h1>patroxy &middot; " << text(c["scope"]) << "</h1>";
+    o << "<h1>patroxy &middot; " << heading << "</h1>";
 
-    o << "<h2>Cluster</h2><div class=\"card kv\" id=\"cluster\">"
-      << "<div><span>leader</span><b id=\"leader\">" << text(c["leader"]) << "</b></div>"
-      << "<div><span>timeline</span>" << text(c["timeline"]) << "</div>"
-      << "<div><span>paused</span>" << text(c["paused"]) << "</div>"
-      << "<div><span>split brain</span>" << (c["split_brain"].get<bool>() ? "<b class=\"down\">YES</b>" : "no")
-      << "</div><div><span>last leader change</span>" << ago(c["last_leader_change_at"], now) << "</div>"
-      << "<div><span>without a leader then</span>" << text(c["last_leaderless_seconds"]) << " s</div>"
-      << "<div><span>leader changes</span>" << text(c["leader_changes_total"]) << "</div></div>";
-
-    o << "<h2>Members</h2><div class=\"card\"><table id=\"members\"><tr><th>member</th><th>address</th><th>role</th>"
-      << "<th>state</th><th>check</th><th>last check</th><th>lag</th><th>TL</th><th>tags</th>";
-    for (const auto& l : j["listeners"]) {
-        o << "<th>" << text(l["name"]) << " (" << text(l["role"]) << ")</th><th>sessions cur/max/total</th>";
-    }
-    o << "<th>bytes in/out</th><th>connect errors</th><th>changed</th><th>downtime</th></tr>";
-    for (const auto& m : j["members"]) {
-        const auto& ck = m["check"];
-        const bool up = ck["status"] == "UP";
-        const bool is_leader = m["role"] == "Leader" || m["role"] == "Standby Leader";
-        o << "<tr data-member=\"" << text(m["name"]) << "\"><td><b>" << text(m["name"]) << "</b></td><td>"
-          << text(m["host"]) << ":" << text(m["port"]) << "</td><td><span class=\"pill" << (is_leader ? " leader" : "")
-          << "\">" << text(m["role"]) << "</span></td><td>" << text(m["state"]) << "</td><td class=\""
-          << (up ? "up" : "down") << "\">" << text(ck["status"]) << " <span class=\"muted\">" << text(ck["health"])
-          << "/" << ck["rise"].get<int>() + ck["fall"].get<int>() - 1 << "</span></td><td>"
-          << (ck["last_ok"].get<bool>() ? "ok" : "<span class=\"down\">" + text(ck["last_error"]) + "</span>")
-          << " <span class=\"muted\">HTTP " << text(ck["last_http_status"]) << ", " << text(ck["last_duration_ms"])
-          << " ms</span></td><td class=\"n\">"
-          << (m["lag_bytes"].is_null() ? "-" : bytes(m["lag_bytes"].get<std::uint64_t>())) << "</td><td class=\"n\">"
-          << text(m["timeline"]) << "</td><td>";
-        for (const auto& [k, v] : m["tags"].items()) {
-            o << escape(k) << "=" << text(v) << " ";
+    // One section per cluster; the first keeps the ids a single-cluster page has.
+    const bool several = j["clusters"].size() > 1;
+    for (std::size_t ci = 0; ci < j["clusters"].size(); ++ci) {
+        const auto& c = j["clusters"][ci];
+        const std::string title = several ? " &middot; " + text(c["name"]) : std::string{};
+        const std::string id = ci == 0 ? std::string{} : "-" + text(c["name"]);
+        o << "<h2>Cluster" << title << "</h2><div class=\"card kv\" id=\"cluster" << id << "\">"
+          << "<div><span>leader</span><b id=\"leader" << id << "\">" << text(c["leader"]) << "</b></div>"
+          << "<div><span>timeline</span>" << text(c["timeline"]) << "</div>"
+          << "<div><span>paused</span>" << text(c["paused"]) << "</div>"
+          << "<div><span>split brain</span>" << (c["split_brain"].get<bool>() ? "<b class=\"down\">YES</b>" : "no")
+          << "</div><div><span>last leader change</span>" << ago(c["last_leader_change_at"], now) << "</div>"
+          << "<div><span>without a leader then</span>" << text(c["last_leaderless_seconds"]) << " s</div>"
+          << "<div><span>leader changes</span>" << text(c["leader_changes_total"]) << "</div>"
+          << "<div><span>decided by</span><b id=\"leader-source" << id << "\">" << text(c["leader_source"]) << "</b></div>"
+          << "<div><span>lock holder</span>" << text(c["lock_holder"]) << "</div>"
+          << (c["writes_held"].get<bool>() ? "<div><b class=\"warn\">new writes held: a switchover is under way</b></div>" : "")
+          << "</div>";
+        if (const auto& d = c["dcs"]; !d.is_null()) {
+            o << "<h2>DCS" << title << "</h2><div class=\"card kv\" id=\"dcs" << id << "\">"
+              << "<div><span>" << text(d["type"]) << "</span><b class=\"" << (d["fresh"].get<bool>() ? "up" : "down") << "\">"
+              << (d["fresh"].get<bool>() ? "current" : "STALE: leadership from the members' answers") << "</b></div>"
+              << "<div><span>endpoint</span>" << text(d["endpoint"]) << (d["connected"].get<bool>() ? "" : " <span class=\"down\">not connected</span>")
+              << "</div><div><span>revision</span>" << text(d["revision"]) << "</div>"
+              << "<div><span>last event</span>" << ago(d["last_event_at"], now) << "</div>"
+              << "<div><span>leader key</span>" << text(d["leader"]) << "</div>"
+              << "<div><span>member keys</span>" << text(d["members"]) << "</div>"
+              << "<div><span>failover key</span>"
+              << (d["failover"].is_null() ? std::string("none") : text(d["failover"]["leader"]) + " &rarr; " + text(d["failover"]["member"]))
+              << "</div><div><span>errors</span>" << text(d["errors_total"])
+              << (d["last_error"].get<std::string>().empty() ? "" : " <span class=\"muted\">" + text(d["last_error"]) + "</span>")
+              << "</div></div>";
         }
-        o << "</td>";
-        std::uint64_t in = 0;
-        std::uint64_t out = 0;
-        std::uint64_t errors = 0;
+
+        o << "<h2>Members" << title << "</h2><div class=\"card\"><table id=\"members" << id << "\"><tr><th>member</th><th>address</th><th>role</th>"
+          << "<th>state</th><th>check</th><th>last check</th><th>lag</th><th>TL</th><th>tags</th>";
         for (const auto& l : j["listeners"]) {
-            const auto& ml = m["listeners"][l["name"].get<std::string>()];
-            const bool routing = ml["role"].get<std::string>().rfind("routing", 0) == 0;
-            o << "<td class=\"" << (routing ? "up" : "muted") << "\">" << text(ml["role"]) << "</td><td class=\"n\">"
-              << text(ml["sessions_current"]) << " / " << text(ml["sessions_max"]) << " / " << text(ml["sessions_total"])
-              << "</td>";
-            in += ml["bytes_in_total"].get<std::uint64_t>();
-            out += ml["bytes_out_total"].get<std::uint64_t>();
-            errors += ml["connect_errors_total"].get<std::uint64_t>();
+            if (l["cluster"] == c["name"]) {
+                o << "<th>" << text(l["name"]) << " (" << text(l["role"]) << ")</th><th>sessions cur/max/total</th>";
+            }
         }
-        o << "<td class=\"n\">" << bytes(in) << " / " << bytes(out) << "</td><td class=\"n\">" << errors
-          << "</td><td>" << ago(m["last_change_at"], now) << "</td><td class=\"n\">" << text(m["downtime_seconds"])
-          << " s</td></tr>";
+        o << "<th>bytes in/out</th><th>connect errors</th><th>changed</th><th>downtime</th></tr>";
+        for (const auto& m : j["members"]) {
+            if (m["cluster"] != c["name"]) {
+                continue;
+            }
+            const auto& ck = m["check"];
+            const bool up = ck["status"] == "UP";
+            const bool is_leader = m["role"] == "Leader" || m["role"] == "Standby Leader";
+            o << "<tr data-member=\"" << text(m["name"]) << "\"><td><b>" << text(m["name"]) << "</b></td><td>"
+              << text(m["host"]) << ":" << text(m["port"]) << " <span class=\"muted\">" << text(m["api_url"])
+              << "</span></td><td><span class=\"pill" << (is_leader ? " leader" : "")
+              << "\">" << text(m["role"]) << "</span></td><td>" << text(m["state"]) << "</td><td class=\""
+              << (up ? "up" : "down") << "\">" << text(ck["status"]) << " <span class=\"muted\">" << text(ck["health"])
+              << "/" << ck["rise"].get<int>() + ck["fall"].get<int>() - 1 << "</span></td><td>"
+              << (ck["last_ok"].get<bool>() ? "ok" : "<span class=\"down\">" + text(ck["last_error"]) + "</span>")
+              << " <span class=\"muted\">HTTP " << text(ck["last_http_status"]) << ", " << text(ck["last_duration_ms"])
+              << " ms</span></td><td class=\"n\">"
+              << (m["lag_bytes"].is_null() ? "-" : bytes(m["lag_bytes"].get<std::uint64_t>())) << "</td><td class=\"n\">"
+              << text(m["timeline"]) << "</td><td>";
+            for (const auto& [k, v] : m["tags"].items()) {
+                o << escape(k) << "=" << text(v) << " ";
+            }
+            o << "</td>";
+            std::uint64_t in = 0;
+            std::uint64_t out = 0;
+            std::uint64_t errors = 0;
+            for (const auto& l : j["listeners"]) {
+                if (l["cluster"] != c["name"]) {
+                    continue;
+                }
+                const auto& ml = m["listeners"][l["name"].get<std::string>()];
+                const bool routing = ml["role"].get<std::string>().rfind("routing", 0) == 0;
+                o << "<td class=\"" << (routing ? "up" : "muted") << "\">" << text(ml["role"]) << "</td><td class=\"n\">"
+                  << text(ml["sessions_current"]) << " / " << text(ml["sessions_max"]) << " / " << text(ml["sessions_total"])
+                  << "</td>";
+                in += ml["bytes_in_total"].get<std::uint64_t>();
+                out += ml["bytes_out_total"].get<std::uint64_t>();
+                errors += ml["connect_errors_total"].get<std::uint64_t>();
+            }
+            o << "<td class=\"n\">" << bytes(in) << " / " << bytes(out) << "</td><td class=\"n\">" << errors
+              << "</td><td>" << ago(m["last_change_at"], now) << "</td><td class=\"n\">" << text(m["downtime_seconds"])
+              << " s</td></tr>";
+        }
+        o << "</table></div>";
+
     }
-    o << "</table></div>";
 
     o << "<h2>Listeners</h2><div class=\"card\"><table id=\"listeners\"><tr><th>listener</th><th>role</th><th>bind</th>"
       << "<th>sessions cur/max/limit</th><th>total</th><th>rate/s</th><th>held</th><th>refused</th><th>bytes in/out</th></tr>";
@@ -161,7 +203,8 @@ std::string render_html(const status& s) {
                 refused += std::string(reason) + "=" + std::to_string(n) + " ";
             }
         }
-        o << "<tr><td><b>" << text(l["name"]) << "</b></td><td>" << text(l["role"]) << "</td><td>" << text(l["bind"])
+        o << "<tr><td><b>" << text(l["name"]) << "</b>" << (several ? " <span class=\"muted\">" + text(l["cluster"]) + "</span>" : "")
+          << "</td><td>" << text(l["role"]) << "</td><td>" << text(l["bind"])
           << ":" << text(l["port"]) << "</td><td class=\"n\">" << text(l["sessions_current"]) << " / "
           << text(l["sessions_max"]) << " / " << text(l["sessions_limit"]) << "</td><td class=\"n\">"
           << text(l["sessions_total"]) << "</td><td class=\"n\">" << text(l["session_rate_per_second"])
@@ -213,7 +256,24 @@ std::string render_html(const status& s) {
     o << "<h2>patroxy</h2><div class=\"card kv\"><div><span>version</span>" << text(p["version"])
       << "</div><div><span>uptime</span>" << text(p["uptime_seconds"]) << " s</div><div><span>workers</span>"
       << text(p["workers"]) << "</div><div><span>config</span>" << text(p["config_file"])
-      << "</div><div><span>last reload</span>" << ago(p["last_reload_at"], now) << "</div></div>"
+      << "</div><div><span>config generation</span>" << text(p["config_generation"])
+      << "</div><div><span>last reload</span>" << ago(p["last_reload_at"], now) << " "
+      << (p["last_reload"]["result"] == "failed" ? "<b class=\"down\">failed</b>" : text(p["last_reload"]["result"]))
+      << "</div><div><span>connections</span>" << text(p["connections_current"]) << " / "
+      << text(p["connections_limit"]) << "</div></div>";
+    // A reload that failed says where, and what waits for a restart.
+    const auto& last = p["last_reload"];
+    if (!last["errors"].empty() || !last["restart_needed"].empty()) {
+        o << "<div class=\"card\" id=\"reload\">";
+        for (const auto& e : last["errors"]) {
+            o << "<div class=\"down\">" << text(e) << "</div>";
+        }
+        for (const auto& r : last["restart_needed"]) {
+            o << "<div class=\"muted\">needs a restart: " << text(r) << "</div>";
+        }
+        o << "</div>";
+    }
+    o
       << "<p class=\"muted\">Refreshes every 5 s &middot; <a href=\"status.json\">status.json</a> &middot; "
       << "<a href=\"metrics\">metrics</a> &middot; <a href=\"health\">health</a></p></body></html>";
     return o.str();

@@ -3,6 +3,8 @@
 
 #include "support/proxy_harness.hpp"
 
+#include "support/hostile_peers.hpp"
+
 #include "protocol/error_response.hpp"
 
 #include <catch2/catch.hpp>
@@ -88,9 +90,17 @@ TEST_CASE("a CancelRequest goes only to the member that issued the key while its
     std::this_thread::sleep_for(100ms);
     CHECK(members[other]->pg->cancels().empty());
     CHECK(members[0]->pg->cancels().empty());
-    // Once the session ends its key is forgotten: a cancel with it fans out.
+    // Once the session ends its key is forgotten: a cancel with it fans out
+    // to every replica the read port could have used.
     session.reset();
     REQUIRE(eventually([&] { return p.server().known_cancel_keys() == 0; }));
+    {
+        raw_client cancel(p.port(1));
+        cancel.send(make_cancel(r.key_pid, r.key_secret));
+        CHECK(cancel.closed_by_peer());
+    }
+    CHECK(eventually([&] { return members[owner]->pg->cancels().size() == 2 && members[other]->pg->cancels().size() == 1; }));
+    CHECK(members[other]->pg->cancels().front() == key);
 }
 
 TEST_CASE("a CancelRequest with an unknown key on the read port reaches every replica", "[proxy][component]") {
@@ -104,9 +114,10 @@ TEST_CASE("a CancelRequest with an unknown key on the read port reaches every re
     CHECK(eventually([&] { return members[1]->pg->cancels().size() == 1 && members[2]->pg->cancels().size() == 1; }));
     CHECK(members[1]->pg->cancels().front() == key);
     CHECK(members[2]->pg->cancels().front() == key);
-    // The leader gets it too: a read session stays open on a replica that is
-    // promoted, so the leader may own the key.
-    CHECK(eventually([&] { return members[0]->pg->cancels().size() == 1; }));
+    // Not the leader: a read session on a replica that is promoted is cut
+    // (reads do not fall back to the leader here), so no read key is its.
+    std::this_thread::sleep_for(100ms);
+    CHECK(members[0]->pg->cancels().empty());
 }
 
 TEST_CASE("a leader that refuses connects holds the client until the next leader takes it", "[proxy][component]") {
@@ -182,9 +193,12 @@ TEST_CASE("4 MiB each way arrive whole and in order when the client reads late",
     REQUIRE(c.read_exact(in.data(), in.size()));
     CHECK(sent.get());
     CHECK(in == out);
-    const auto totals = p.server().totals();
-    CHECK(totals[0].bytes_in >= out.size());
-    CHECK(totals[0].bytes_out >= out.size());
+    // A worker counts a write once send() returns, which may be just after
+    // the client has read the last byte: the books catch up within moments.
+    CHECK(eventually([&] {
+        const auto totals = p.server().totals();
+        return totals.at("master").bytes_in >= out.size() && totals.at("master").bytes_out >= out.size();
+    }));
 }
 
 TEST_CASE("a member's FATAL and close reach the client as the error, then the end of the connection", "[proxy][component]") {
@@ -241,17 +255,17 @@ TEST_CASE("a connect that gets no answer times out and the session moves to the 
         raw_client c(p.port(1));
         CHECK(c.startup().server_name == "pg2");
         const auto took = std::chrono::steady_clock::now() - t0;
-        CHECK(took < 2500ms);
+        CHECK(took < 3s);  // one connect timeout (1 s), with room for a loaded host
         waited_for_timeout = waited_for_timeout || took >= 900ms;
     }
     CHECK(waited_for_timeout);
-    CHECK(p.server().totals()[1].members[1].connect_errors >= 1);
+    CHECK(p.server().totals()["replicas"].members["pg1"].connect_errors >= 1);
 }
 
 TEST_CASE("an idle session is closed at client_idle and a talking one is not", "[proxy][component]") {
     auto members = cluster({"master"});
     auto cfg = config_for(members);
-    cfg.timeouts.client_idle = 400ms;
+    cfg.timeouts.client_idle = 1s;
     proxy_under_test p(cfg);
     REQUIRE(p.wait_for_leader(0));
     raw_client talking(p.port(0));
@@ -260,18 +274,81 @@ TEST_CASE("an idle session is closed at client_idle and a talking one is not", "
     REQUIRE(idle.startup().ready);
     const auto t0 = std::chrono::steady_clock::now();
     const packet ping{'x', 'y'};
-    for (int i = 0; i < 8; ++i) {  // 800 ms of traffic, a message every 100 ms
+    for (int i = 0; i < 15; ++i) {  // 1.5 s of traffic, a message every 100 ms
         REQUIRE(talking.send(ping));
         std::uint8_t back[2];
         REQUIRE(talking.read_exact(back, 2));
         std::this_thread::sleep_for(100ms);
     }
     CHECK(idle.closed_by_peer());
-    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    CHECK(std::chrono::steady_clock::now() - t0 < 3s);
     REQUIRE(talking.send(ping));
     std::uint8_t back[2];
     CHECK(talking.read_exact(back, 2));
     REQUIRE(eventually([&] {
-        return p.server().totals()[0].closed[static_cast<std::size_t>(proxy::close_reason::client_timeout)] == 1;
+        return p.server().totals()["master"].closed[static_cast<std::size_t>(proxy::close_reason::client_timeout)] == 1;
     }));
+}
+
+TEST_CASE("bytes sent after SSLRequest in a later write, before the member answers, close the session unrelayed", "[proxy][component]") {
+    auto members = cluster({"master"});
+    scripted_postgres late_answer(2s, {'N'});
+    proxy_under_test p(config_with_postgres_at(members, 0, late_answer.port()));
+    REQUIRE(p.wait_for_leader(0u));
+    raw_client c(p.port(0));
+    REQUIRE(c.send(make_code_packet(protocol::ssl_request_code)));
+    REQUIRE(eventually([&] { return late_answer.connections() == 1; }));
+    std::this_thread::sleep_for(50ms);  // forwarded; the answer is about 2 s away
+    c.send({'Q', 0, 0, 0, 5, 'x'});
+    CHECK(c.closed_by_peer());
+    std::this_thread::sleep_for(400ms);
+    CHECK(late_answer.received_after_first().empty());
+}
+
+TEST_CASE("sessions with no member yet when a handover or a drain begins: a handover and an upgrade's drain serve them, a shutdown's refuses them with 57P03", "[proxy][component]") {
+    auto members = cluster({"replica", "replica"});  // no leader yet: a writer is held
+    proxy_under_test p(config_for(members));
+    REQUIRE(eventually([&] { return p.topology()->readable.size() == 2; }));
+    auto held = startup_in_background(p.port(0));
+    raw_client quiet(p.port(1));  // accepted, its startup not sent yet
+    REQUIRE(eventually([&] { return p.server().session_count() == 2; }));
+    const auto drain = [&](const char* why, bool shutdown) {
+        REQUIRE(p.daemon().on_control([&] {
+            if (shutdown) {
+                p.server().stop_accepting();
+            } else {
+                p.server().pause_for_handover();  // as the old process does once the next one took the sockets
+            }
+            p.server().drain({why, 0ms, std::chrono::steady_clock::now() + 10s, {}, shutdown});
+        }));
+        std::this_thread::sleep_for(100ms);
+    };
+    SECTION("a handover in progress stops accepting only; once it fails, accepting again") {
+        REQUIRE(p.daemon().on_control([&] { p.server().pause_for_handover(); }));
+        std::this_thread::sleep_for(100ms);  // the workers have stopped accepting
+        const auto r = quiet.startup();
+        CHECK(r.ready);
+        CHECK(r.sqlstate.empty());
+        members[0]->api.set_body(fake_patroni::answer("master"));
+        check_routed_to(held, "pg0");
+        REQUIRE(p.daemon().on_control([&] { p.server().resume_after_handover(); }));
+        raw_client fresh(p.port(0));
+        CHECK(fresh.startup().ready);
+    }
+    SECTION("an upgrade: a login in progress and a held one get their transaction") {
+        drain("patroxy is upgrading", false);
+        const auto r = quiet.startup();
+        CHECK(r.ready);
+        CHECK(r.sqlstate.empty());
+        members[0]->api.set_body(fake_patroni::answer("master"));
+        check_routed_to(held, "pg0");
+    }
+    SECTION("a shutdown: both are told 57P03") {
+        drain("patroxy is shutting down", true);
+        const auto r = quiet.startup();
+        CHECK_FALSE(r.ready);
+        CHECK(r.sqlstate == "57P03");
+        REQUIRE(held.wait_for(3s) == std::future_status::ready);
+        CHECK(held.get().sqlstate == "57P03");
+    }
 }

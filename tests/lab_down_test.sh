@@ -20,7 +20,7 @@ fi
 ports=$(ss -Hltn | awk '{print $4}' | sed 's/.*://' | sort -u)
 for p in $(seq "$LAB_PG_PORT_BASE" $((LAB_PG_PORT_BASE + 2))) $(seq "$LAB_API_PORT_BASE" $((LAB_API_PORT_BASE + 2))) \
          $(seq "$LAB_ETCD_PORT_BASE" $((LAB_ETCD_PORT_BASE + 5))); do
-    if echo "$ports" | grep -qx "$p"; then
+    if grep -qx "$p" <<< "$ports"; then
         echo "FAIL: port $p still listening" >&2
         exit 1
     fi

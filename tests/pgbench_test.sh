@@ -18,7 +18,7 @@ for i in $(seq 100); do psql -X -q -p 15000 -c 'select 1' >/dev/null 2>&1 && bre
 check() {  # check NAME OUTPUT: pgbench finished every transaction without failures
     local name=$1 out=$2
     echo "$out" | grep -E '^(tps|number of (failed )?transactions)' | sed "s/^/[$name] /"
-    echo "$out" | grep -q 'number of failed transactions: 0 ' || { echo "FAIL: $name reported failed transactions" >&2; exit 1; }
+    grep -q 'number of failed transactions: 0 ' <<< "$out" || { echo "FAIL: $name reported failed transactions" >&2; exit 1; }
 }
 pgbench -i -s 5 -q -p 15000 >/dev/null 2>&1
 check "select-only :15001" "$(pgbench -n -S -c 8 -j 2 -T 10 -p 15001 2>&1)"

@@ -205,6 +205,42 @@ bool send_gratuitous_arp(const interface_info& i, std::uint32_t address, std::st
     return true;
 }
 
+bool interface_up(const std::string& name, std::string& why) {
+    fd_guard s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    ifreq req{};
+    std::strncpy(req.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (s.fd < 0 || ::ioctl(s.fd, SIOCGIFFLAGS, &req) != 0) {
+        why = errno_text(("reading the flags of interface '" + name + "'").c_str());
+        return false;
+    }
+    if ((req.ifr_flags & IFF_UP) == 0) {
+        why = "interface '" + name + "' is down";
+        return false;
+    }
+    if ((req.ifr_flags & IFF_RUNNING) == 0) {
+        why = "interface '" + name + "' has no carrier";
+        return false;
+    }
+    return true;
+}
+
+int open_link_watch(std::string& why) {
+    const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+    if (fd < 0) {
+        why = errno_text("netlink socket for link events");
+        return -1;
+    }
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+        why = errno_text("subscribing to link events");
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 std::string missing_capabilities() {
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[2]{};

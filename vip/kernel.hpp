@@ -32,6 +32,15 @@ bool delete_address(int ifindex, std::uint32_t address, int prefix, std::string&
 /// One gratuitous ARP request for `address` from the interface's MAC, broadcast.
 bool send_gratuitous_arp(const interface_info& i, std::uint32_t address, std::string& why);
 
+/// Whether the interface is administratively up and has carrier (IFF_UP and
+/// IFF_RUNNING); `why` says which is missing.
+bool interface_up(const std::string& name, std::string& why);
+
+/// A netlink socket subscribed to link and IPv4 address changes
+/// (RTMGRP_LINK, RTMGRP_IPV4_IFADDR), non-blocking; -1 with `why` on failure.
+/// Whatever arrives only says "look again": the interface is re-read by name.
+int open_link_watch(std::string& why);
+
 /// Empty when the process may open raw sockets and change addresses, else
 /// which capability is missing.
 std::string missing_capabilities();

@@ -1,6 +1,7 @@
 #include "vip/vrrp_instance.hpp"
 
-#include "app/log.hpp"
+#include "base/log.hpp"
+#include "base/text.hpp"
 #include "vip/vrrp_packet.hpp"
 
 #include <arpa/inet.h>
@@ -53,7 +54,8 @@ vrrp_instance::vrrp_instance(net::io_context& ioc, const conf::vip_config& cfg, 
       garp_timer_(ioc),
       health_timer_(ioc),
       probe_timer_(ioc),
-      probe_(ioc) {
+      probe_(ioc),
+      link_watch_(ioc) {
     vip_ = address_part(cfg.address);
     for (const auto& p : cfg.unicast_peers) {
         peers_.push_back(parse_ipv4(p).value_or(0));
@@ -62,12 +64,115 @@ vrrp_instance::vrrp_instance(net::io_context& ioc, const conf::vip_config& cfg, 
     status_.interface = cfg.interface;
     status_.priority = status_.effective_priority = cfg.priority;
     status_.off_reason = cfg.enabled ? "not started" : "disabled in the configuration";
+    publish();
 }
 
-vrrp_instance::~vrrp_instance() {
-    if (send_fd_ >= 0) {
-        ::close(send_fd_);
+vrrp_instance::~vrrp_instance() { close_sockets(); }
+
+void vrrp_instance::publish() {
+    const std::lock_guard lock(published_mutex_);
+    published_ = status_;
+}
+
+vrrp_handover vrrp_instance::hand_over() {
+    vrrp_handover out;
+    out.interface = cfg_.interface;
+    out.address = cfg_.address;
+    out.prefix = cfg_.prefix;
+    out.virtual_router_id = cfg_.virtual_router_id;
+    if (!status_.running || stopped_) {
+        return out;
     }
+    out.state = machine_.state();
+    if (out.state == vrrp_state::master) {
+        send_advert(machine_.priority());  // fresh: the next process's first one follows within milliseconds
+    }
+    stopped_ = true;
+    error_code ignored;
+    timer_.cancel();
+    garp_timer_.cancel();
+    health_timer_.cancel();
+    probe_timer_.cancel();
+    probe_.close(ignored);
+    link_watch_.close(ignored);
+    close_sockets();
+    status_.running = false;
+    status_.off_reason = "handed over to the next process (upgrade)";
+    publish();
+    return out;
+}
+
+bool vrrp_instance::adoptable(const vrrp_handover& h) const {
+    if (h.state != vrrp_state::master || !cfg_.enabled || h.interface != cfg_.interface ||
+        h.address != cfg_.address || h.prefix != cfg_.prefix || h.virtual_router_id != cfg_.virtual_router_id) {
+        return false;
+    }
+    std::string why;
+    return missing_capabilities().empty() && find_interface(cfg_.interface, vip_, why).has_value();
+}
+
+void vrrp_instance::release_handed_over(const vrrp_handover& h) {
+    if (h.state != vrrp_state::master) {
+        return;
+    }
+    std::string why;
+    if (open_sockets(why)) {
+        send_advert(0);  // RFC 5798 6.4.3: the backup takes over after Skew_Time
+    } else {
+        PATROXY_LOG(warn, "vip") << why << ": no priority-0 advert, the backup takes over after Master_Down_Interval";
+    }
+    close_sockets();
+    if (delete_address(link_.index, vip_, cfg_.prefix, why)) {
+        PATROXY_LOG(warn, "vip") << "the next process does not take the VIP over: " << status_.address
+                                 << " removed from " << link_.name << ", the backup takes it";
+    } else {
+        PATROXY_LOG(error, "vip") << why;
+    }
+    status_.state = vrrp_state::initialize;
+    publish();
+}
+
+void vrrp_instance::reconfigure(const conf::vip_config& next) {
+    const bool same_identity = next.enabled == cfg_.enabled && next.interface == cfg_.interface &&
+                               next.address == cfg_.address && next.prefix == cfg_.prefix &&
+                               next.virtual_router_id == cfg_.virtual_router_id &&
+                               next.unicast_peers == cfg_.unicast_peers;
+    if (!same_identity) {
+        PATROXY_LOG(info, "vip") << "the VIP's address, interface, VRID or peers changed: resigning, then starting "
+                                    "with the new ones";
+        shutdown();
+        close_sockets();
+        cfg_ = next;
+        vip_ = address_part(cfg_.address);
+        peers_.clear();
+        for (const auto& p : cfg_.unicast_peers) {
+            peers_.push_back(parse_ipv4(p).value_or(0));
+        }
+        peers_with_patroxy_.clear();
+        link_ = {};
+        link_fault_.clear();
+        add_fault_.clear();
+        status_ = {};
+        status_.address = cfg_.address + "/" + std::to_string(cfg_.prefix);
+        status_.interface = cfg_.interface;
+        status_.priority = status_.effective_priority = cfg_.priority;
+        status_.off_reason = cfg_.enabled ? "not started" : "disabled in the configuration";
+        publish();
+        return start();
+    }
+    cfg_ = next;
+    status_.priority = cfg_.priority;
+    if (!status_.running || stopped_) {
+        return publish();
+    }
+    auto settings = machine_settings(cfg_);
+    settings.primary_address = link_.primary;
+    apply(machine_.reconfigure(clock::now(), settings, priority_for(unhealthy_)), "reload");
+}
+
+vip_status vrrp_instance::status() const {
+    const std::lock_guard lock(published_mutex_);
+    return published_;
 }
 
 void vrrp_instance::off(std::string why) {
@@ -75,16 +180,23 @@ void vrrp_instance::off(std::string why) {
     status_.off_reason = std::move(why);
     PATROXY_LOG(warn, "vip") << "virtual IP " << status_.address << " is off: " << status_.off_reason
                              << " (patroxy proxies on without it)";
+    publish();
 }
 
+std::string vrrp_instance::fault() const { return !link_fault_.empty() ? link_fault_ : add_fault_; }
+
 int vrrp_instance::priority_for(const std::string& unhealthy_reason) const {
+    if (!fault().empty()) {
+        return 0;  // FAULT: this host cannot hold the VIP now
+    }
     if (unhealthy_reason.empty()) {
         return cfg_.priority;
     }
     return cfg_.track_weight == 0 ? 0 : std::max(1, cfg_.priority - cfg_.track_weight);  // 0: FAULT
 }
 
-void vrrp_instance::start() {
+void vrrp_instance::start(std::optional<vrrp_handover> adopt) {
+    stopped_ = false;
     if (!cfg_.enabled) {
         return;
     }
@@ -92,39 +204,176 @@ void vrrp_instance::start() {
         return off(missing + " for VRRP (raw sockets) and the address (netlink)");
     }
     std::string why;
-    auto link = find_interface(cfg_.interface, vip_, why);
-    if (!link) {
-        return off(why);
-    }
-    link_ = *link;
+    const auto link = find_interface(cfg_.interface, vip_, why);
     auto settings = machine_settings(cfg_);
-    settings.primary_address = link_.primary;
-    machine_ = vrrp_machine(settings);
-    if (!open_sockets(why)) {
-        return off(why);
+    link_ = {};
+    if (link) {
+        link_ = *link;
+        settings.primary_address = link_.primary;
     }
-    // Left by a run that was killed: we are not master yet.
-    if (has_address(link_.name, vip_)) {
-        if (delete_address(link_.index, vip_, cfg_.prefix, why)) {
-            PATROXY_LOG(warn, "vip") << "removed " << ipv4_text(vip_) << " from " << link_.name
-                                     << ": left by an earlier run; it returns when this host is master";
-        } else {
-            PATROXY_LOG(error, "vip") << why;
-        }
+    machine_ = vrrp_machine(settings);
+    sockets_ok_ = link && open_sockets(why);
+    if (!sockets_ok_) {
+        // The interface is missing, has no address yet, or the sockets did
+        // not open: FAULT, and the link watch (or the retry in track_health)
+        // starts VRRP once the interface is there with an address.
+        close_sockets();
+        link_fault_ = why;
+        PATROXY_LOG(error, "vip") << why << ": FAULT, this host must not hold " << status_.address
+                                  << " until the interface is usable";
+    }
+    const bool adopting = sockets_ok_ && adopt && adopt->state == vrrp_state::master;
+    // Left by a run that was killed, or by an upgrade's previous process for
+    // us to adopt when we cannot: we are not master yet. (Adopting, this one
+    // is master at once and the address stays.)
+    if (link && !adopting) {
+        remove_stale_address();
     }
     status_.running = true;
     status_.off_reason.clear();
-    const auto reason = health_();
-    status_.unhealthy_reason = reason;
-    const int priority = priority_for(reason);
-    PATROXY_LOG(info, "vip") << "VRRPv3 vrid " << cfg_.virtual_router_id << " on " << link_.name << " from "
+    watch_links();
+    unhealthy_ = health_();
+    status_.unhealthy_reason = fault().empty() ? unhealthy_ : fault();
+    const int priority = priority_for(unhealthy_);
+    PATROXY_LOG(info, "vip") << "VRRPv3 vrid " << cfg_.virtual_router_id << " on " << cfg_.interface << " from "
                              << ipv4_text(link_.primary) << ", VIP " << status_.address << ", priority " << priority
                              << ", advert every " << cfg_.advert_interval.count() << "ms, "
                              << (peers_.empty() ? "multicast 224.0.0.18" : "unicast to " + std::to_string(peers_.size()) + " peer(s)");
-    apply(machine_.start(clock::now(), priority), "start");
-    wait_for_adverts();
+    if (adopting) {
+        PATROXY_LOG(info, "vip") << "taking over as master from the previous process (upgrade): the VIP stays";
+        apply(machine_.adopt_master(clock::now(), priority), "upgrade");
+    } else {
+        apply(machine_.start(clock::now(), priority), "start");
+    }
+    if (sockets_ok_) {
+        wait_for_adverts();
+    }
     track_health();
     probe_master();
+    check_link("start");
+}
+
+void vrrp_instance::remove_stale_address() {
+    std::string why;
+    if (!has_address(link_.name, vip_)) {
+        return;
+    }
+    if (delete_address(link_.index, vip_, cfg_.prefix, why)) {
+        PATROXY_LOG(warn, "vip") << "removed " << ipv4_text(vip_) << " from " << link_.name
+                                 << ": left by an earlier run; it returns when this host is master";
+    } else {
+        PATROXY_LOG(error, "vip") << why;
+    }
+}
+
+void vrrp_instance::close_sockets() {
+    sockets_ok_ = false;
+    error_code ignored;
+    receiver_.close(ignored);
+    if (send_fd_ >= 0) {
+        ::close(send_fd_);
+        send_fd_ = -1;
+    }
+}
+
+void vrrp_instance::watch_links() {
+    std::string why;
+    const int fd = open_link_watch(why);
+    if (fd < 0) {
+        PATROXY_LOG(warn, "vip") << why << ": interface changes are noticed only when sending fails";
+        return;
+    }
+    link_watch_.assign(fd);
+    wait_for_link_events();
+}
+
+// One socket for the whole run: events that came while we looked are queued
+// on it, none falls between two sockets.
+void vrrp_instance::wait_for_link_events() {
+    link_watch_.async_wait(net::posix::stream_descriptor::wait_read, [this](error_code ec) {
+        if (ec || stopped_) {
+            return;
+        }
+        // Drain: the content only says something changed; the interface is read again by name.
+        std::uint8_t scratch[8192];
+        for (int i = 0; i < 64 && ::recv(link_watch_.native_handle(), scratch, sizeof scratch, 0) > 0; ++i) {
+        }
+        check_link("link event");
+        wait_for_link_events();
+    });
+}
+
+void vrrp_instance::check_link(std::string_view cause) {
+    if (stopped_) {
+        return;
+    }
+    std::string why;
+    auto link = find_interface(cfg_.interface, vip_, why);
+    if (link && !interface_up(link->name, why)) {
+        link.reset();
+    }
+    if (!link) {
+        if (link_fault_ != why) {
+            PATROXY_LOG(error, "vip") << why << ": FAULT, this host must not hold " << status_.address;
+            link_fault_ = why;
+            refresh_priority();
+        }
+        return;
+    }
+    const bool changed = link->index != link_.index || link->primary != link_.primary || link->mac != link_.mac;
+    if (changed || !sockets_ok_) {
+        // Recreated (a new index), or a new primary address: sockets bound to
+        // the old ones are useless. Or the last open failed: try again, even
+        // if the interface looks the same as then.
+        if (changed) {
+            PATROXY_LOG(warn, "vip") << "interface " << link->name << " changed (index " << link_.index << " -> "
+                                     << link->index << ", " << ipv4_text(link_.primary) << " -> "
+                                     << ipv4_text(link->primary) << "; " << cause
+                                     << "): opening the VRRP sockets again";
+        }
+        close_sockets();
+        const bool first = link_.index == 0;  // missing (or without an address) at start
+        link_ = *link;
+        sockets_ok_ = open_sockets(why);
+        if (!sockets_ok_) {
+            close_sockets();
+            if (link_fault_ != why) {
+                PATROXY_LOG(error, "vip") << why << ": FAULT until the VRRP sockets open";
+                link_fault_ = why;
+                refresh_priority();
+            }
+            return;
+        }
+        if (machine_.state() == vrrp_state::fault) {
+            // Nothing to keep in FAULT: start afresh from our new primary
+            // address (adverts' source and the tie-breaker), still in FAULT
+            // until the priority is refreshed below.
+            auto settings = machine_settings(cfg_);
+            settings.primary_address = link_.primary;
+            machine_ = vrrp_machine(settings);
+            machine_.start(clock::now(), 0);
+        }
+        if (first && machine_.state() != vrrp_state::master) {
+            remove_stale_address();
+        }
+        wait_for_adverts();
+    }
+    if (!link_fault_.empty()) {
+        PATROXY_LOG(info, "vip") << "interface " << link_.name << " is usable again (" << cause << ")";
+        link_fault_.clear();
+        refresh_priority();
+    }
+}
+
+void vrrp_instance::refresh_priority() {
+    const int priority = priority_for(unhealthy_);
+    const auto why = fault();
+    status_.unhealthy_reason = !why.empty() ? why : unhealthy_;
+    if (priority != machine_.priority()) {
+        apply(machine_.set_priority(clock::now(), priority), !why.empty() ? why : unhealthy_.empty() ? "healthy again" : unhealthy_);
+    } else {
+        publish();
+    }
 }
 
 bool vrrp_instance::open_sockets(std::string& why) {
@@ -175,6 +424,7 @@ bool vrrp_instance::open_sockets(std::string& why) {
 
 void vrrp_instance::apply(const vrrp_actions& actions, std::string_view cause) {
     const auto before = status_.state;
+    bool add_failed = false;
     for (const auto& a : actions) {
         std::string why;
         switch (a.what) {
@@ -183,7 +433,15 @@ void vrrp_instance::apply(const vrrp_actions& actions, std::string_view cause) {
             break;
         case vrrp_action::add_vip:
             if (!add_address(link_.index, vip_, cfg_.prefix, why)) {
-                PATROXY_LOG(error, "vip") << why;
+                // A master without its address would only keep the backup from
+                // taking it: stand down and try again after a back-off.
+                add_fault_ = "cannot add the VIP: " + why;
+                add_retry_at_ = clock::now() + add_back_off_;
+                PATROXY_LOG(error, "vip") << add_fault_ << ": FAULT for " << add_back_off_.count() << "ms";
+                add_back_off_ = std::min(add_back_off_ * 2, std::chrono::milliseconds{30'000});
+                add_failed = true;
+            } else {
+                add_back_off_ = std::chrono::milliseconds{1000};
             }
             break;
         case vrrp_action::remove_vip:
@@ -205,10 +463,15 @@ void vrrp_instance::apply(const vrrp_actions& actions, std::string_view cause) {
     if (status_.state != before) {
         ++status_.transitions;
         status_.last_transition = std::chrono::system_clock::now();
-        PATROXY_LOG(info, "vip") << "VRRP " << to_string(before) << " -> " << to_string(status_.state) << " (" << cause
-                                 << ")" << (status_.state == vrrp_state::master ? ": " + status_.address + " is here" : "");
+        PATROXY_LOG(info, "vip") << "VRRP " << to_string(before) << " -> " << to_string(status_.state) << " ("
+                                 << base::printable(cause) << ")"
+                                 << (status_.state == vrrp_state::master ? ": " + status_.address + " is here" : "");
     }
     arm_timer();
+    if (add_failed) {
+        return refresh_priority();  // to FAULT: resigns (priority 0) and removes what may be there
+    }
+    publish();
 }
 
 void vrrp_instance::send_advert(int priority) {
@@ -293,10 +556,12 @@ void vrrp_instance::receive_adverts() {
     for (int i = 0; i < 64; ++i) {
         const auto n = ::recv(receiver_.native_handle(), packet, sizeof packet, 0);
         if (n <= 0) {
+            publish();
             return wait_for_adverts();
         }
         on_packet(packet, static_cast<std::size_t>(n));
     }
+    publish();
     net::post(ioc_, [this] {
         if (!stopped_) {
             receive_adverts();
@@ -332,6 +597,12 @@ void vrrp_instance::on_packet(const std::uint8_t* data, std::size_t n) {
     apply(machine_.on_advert(clock::now(), src, checked.value.priority,
                              vrrp_machine::centiseconds{checked.value.max_advert_int_cs}),
           "advert from " + ipv4_text(src) + " priority " + std::to_string(checked.value.priority));
+    if (machine_.master_address() == src) {
+        // The master speaks (checked after the step: this advert may have made
+        // it our master): whatever its stats port says, it is alive.
+        refusals_ = 0;
+        last_master_advert_ = clock::now();
+    }
 }
 
 void vrrp_instance::track_health() {
@@ -339,16 +610,29 @@ void vrrp_instance::track_health() {
         return;
     }
     const auto reason = health_();
-    const int priority = priority_for(reason);
-    if (priority != machine_.priority()) {
+    if (reason != unhealthy_) {
+        const bool was_healthy = unhealthy_.empty();
+        unhealthy_ = reason;
         if (reason.empty()) {
-            PATROXY_LOG(info, "vip") << "healthy again: priority back to " << priority;
-        } else {
-            PATROXY_LOG(warn, "vip") << reason << ": priority " << cfg_.priority << " -> " << priority
-                                     << (priority == 0 ? " (FAULT: this host must not hold the VIP)" : "");
+            PATROXY_LOG(info, "vip") << "healthy again: priority back to " << cfg_.priority
+                                     << (fault().empty() ? "" : " once the FAULT clears (" + fault() + ")");
+        } else if (was_healthy) {
+            const int p = priority_for(reason);
+            PATROXY_LOG(warn, "vip") << reason << ": priority " << cfg_.priority << " -> " << p
+                                     << (p == 0 ? " (FAULT: this host must not hold the VIP)" : "");
         }
-        status_.unhealthy_reason = reason;
-        apply(machine_.set_priority(clock::now(), priority), reason.empty() ? "healthy again" : reason);
+        refresh_priority();
+    }
+    if (!sockets_ok_ && clock::now() >= sockets_retry_at_) {
+        // A missed link event, or sockets that failed on a link that did not
+        // change since: look again now and then.
+        sockets_retry_at_ = clock::now() + std::chrono::seconds(1);
+        check_link("retry");
+    }
+    if (!add_fault_.empty() && clock::now() >= add_retry_at_) {
+        PATROXY_LOG(info, "vip") << "trying the VIP again after: " << add_fault_;
+        add_fault_.clear();
+        refresh_priority();
     }
     health_timer_.expires_after(health_tick);
     health_timer_.async_wait([this](error_code ec) {
@@ -361,11 +645,16 @@ void vrrp_instance::track_health() {
 // The master's host refusing its stats port means its patroxy is gone while
 // the host is up: take over now instead of after Master_Down_Interval. Only
 // for a master whose stats port answered before (a keepalived peer has none),
-// and a silent host (timeout) still waits for the RFC timer.
+// only when refusals repeat and the master has also fallen silent for 1.5 of
+// its advert intervals (a REJECT rule or a full backlog refuses too, but the
+// adverts of a live master keep coming), and a silent host (no answer at all)
+// still waits for the RFC timer.
 void vrrp_instance::probe_master() {
     if (stopped_ || cfg_.peer_probe_interval.count() == 0) {
         return;
     }
+    const auto period = std::min<clock::duration>(
+        cfg_.peer_probe_interval, std::chrono::duration_cast<clock::duration>(machine_.master_advert_interval()));
     const auto master = machine_.master_address();
     if (!probing_ && machine_.state() == vrrp_state::backup && master) {
         probing_ = true;
@@ -381,15 +670,37 @@ void vrrp_instance::probe_master() {
             }
             if (!ec) {
                 peers_with_patroxy_.insert(target);
-            } else if (ec == net::error::connection_refused && peers_with_patroxy_.count(target) != 0 &&
-                       machine_.master_address() == target) {
-                PATROXY_LOG(warn, "vip") << "patroxy on master " << ipv4_text(target) << " refused its stats port "
-                                         << stats_port_ << ": taking over now";
-                apply(machine_.on_master_dead(clock::now()), "the master's patroxy is gone (refused)");
+                refusals_ = 0;
+                return;
             }
+            if (ec != net::error::connection_refused || peers_with_patroxy_.count(target) == 0 ||
+                machine_.master_address() != target) {
+                return;
+            }
+            ++refusals_;
+            const auto now = clock::now();
+            const auto needed = std::chrono::duration_cast<clock::duration>(machine_.master_advert_interval()) * 3 / 2;
+            const auto silent = now - last_master_advert_;
+            if (refusals_ >= 2 && silent >= needed) {
+                PATROXY_LOG(warn, "vip") << "patroxy on master " << ipv4_text(target) << " refused its stats port "
+                                         << stats_port_ << " " << refusals_ << " times and sent no advert for "
+                                         << std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()
+                                         << "ms: taking over now";
+                refusals_ = 0;
+                apply(machine_.on_master_dead(now), "the master's patroxy is gone (refused)");
+                return;
+            }
+            // Look again right when the silence would be long enough.
+            const auto wait = std::max<clock::duration>(needed - silent, std::chrono::milliseconds{20});
+            probe_timer_.expires_after(std::min<clock::duration>(wait, cfg_.peer_probe_interval));
+            probe_timer_.async_wait([this](error_code tec) {
+                if (!tec) {
+                    probe_master();
+                }
+            });
         });
     }
-    probe_timer_.expires_after(cfg_.peer_probe_interval);
+    probe_timer_.expires_after(period);
     probe_timer_.async_wait([this](error_code ec) {
         if (ec) {
             return;
@@ -414,9 +725,9 @@ void vrrp_instance::shutdown() {
     health_timer_.cancel();
     probe_timer_.cancel();
     probe_.close(ignored);
-    receiver_.close(ignored);
+    link_watch_.close(ignored);
+    close_sockets();
+    publish();
 }
-
-vip_status vrrp_instance::status() const { return status_; }
 
 }  // namespace patroxy::vip

@@ -151,6 +151,36 @@ vrrp_actions vrrp_machine::on_master_dead(time_point now) {
 
 vrrp_actions vrrp_machine::shutdown(time_point) { return stand_down(vrrp_state::initialize); }
 
+vrrp_actions vrrp_machine::adopt_master(time_point now, int effective_priority) {
+    started_ = now;
+    priority_ = effective_priority;
+    master_interval_ = cfg_.advert_interval;
+    if (priority_ == 0) {
+        state_ = vrrp_state::master;  // stands down from master: resigns and removes the VIP
+        return stand_down(vrrp_state::fault);
+    }
+    state_ = vrrp_state::master;
+    master_.reset();
+    deadline_ = now + cfg_.advert_interval;
+    // The address is there already (add is idempotent); no ARPs: it did not move.
+    return {{vrrp_action::add_vip}, {vrrp_action::send_advert, priority_}};
+}
+
+vrrp_actions vrrp_machine::reconfigure(time_point now, settings s, int effective_priority) {
+    s.primary_address = cfg_.primary_address;
+    const bool interval_changed = s.advert_interval != cfg_.advert_interval;
+    cfg_ = s;
+    auto out = set_priority(now, effective_priority);
+    if (state_ == vrrp_state::master && interval_changed && out.empty()) {
+        deadline_ = now + cfg_.advert_interval;
+        out.push_back({vrrp_action::send_advert, priority_});
+    }
+    if (state_ == vrrp_state::backup && interval_changed) {
+        master_interval_ = master_ ? master_interval_ : cfg_.advert_interval;
+    }
+    return out;
+}
+
 vrrp_actions vrrp_machine::stand_down(vrrp_state to) {
     const auto was = state_;
     state_ = to;

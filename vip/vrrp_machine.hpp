@@ -56,6 +56,13 @@ public:
     vrrp_actions on_master_dead(time_point now);
     /// Shutdown event: a master resigns with priority 0 (6.4.3), then Initialize.
     vrrp_actions shutdown(time_point now);
+    /// A binary upgrade: the previous process was master and the VIP is on the
+    /// interface, so this one is master at once and advertises now (no gap,
+    /// no priority 0 in between). Effective priority 0 stands down instead.
+    vrrp_actions adopt_master(time_point now, int effective_priority);
+    /// New settings from a reload (priority, interval, pre-emption); a master
+    /// re-announces at once so that backups learn them.
+    vrrp_actions reconfigure(time_point now, settings s, int effective_priority);
 
     vrrp_state state() const { return state_; }
     int priority() const { return priority_; }

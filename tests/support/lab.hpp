@@ -2,7 +2,13 @@
 // Helpers for tests on the real lab cluster (lab/cluster.sh): its settings,
 // a patroxy child process in front of it, and libpq connections.
 
+#include "support/child_patroxy.hpp"
+
+#include <catch2/catch.hpp>
+
 #include <libpq-fe.h>
+
+#include <poll.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -44,7 +50,9 @@ inline std::map<std::string, std::string> lab_env() {
             }
             std::smatch d;
             if (std::regex_match(value, d, fallback)) {
-                value = d[1];
+                // ${VAR:-default}: the environment's value, as the shell would take it.
+                const char* set = std::getenv(std::string(m[1]).c_str());
+                value = set != nullptr && *set != '\0' ? std::string(set) : std::string(d[1]);
             }
             env[m[1]] = value;
         }
@@ -141,79 +149,74 @@ struct patroxy_ports {
     int stats = 17000;
 };
 
-/// patroxy in front of the lab cluster, as a child process with its own config.
-class patroxy_process {
-public:
-    using ports = patroxy_ports;
+/// Where a test's patroxy learns the members from: the file (REST checks and
+/// GET /cluster only), Patroni's DCS alone (members discovered), or both (the
+/// file's three, leadership from the DCS's leader key).
+enum class members_from { file, dcs, both };
 
-    /// `listeners_yaml` replaces the default write/read listeners when set.
-    explicit patroxy_process(const std::string& extra_yaml = "", ports p = ports{}, const std::string& listeners_yaml = "")
-        : ports_(p) {
-        const auto env = lab_env();
-        dir_ = "/tmp/patroxy-test-" + std::to_string(::getpid());
-        std::system(("mkdir -p " + dir_).c_str());
-        config_ = dir_ + "/patroxy.yml";
-        log_ = dir_ + "/patroxy.log";
-        std::ofstream cfg(config_);
-        cfg << "scope: " << env.at("LAB_SCOPE") << "\nmembers:\n";
+/// The lab's DCS as patroxy's `dcs:` section (etcd3 or etcd v2 as LAB_DCS says,
+/// TLS and the read-only user with LAB_ETCD_SECURE=1); `extra` goes inside it.
+inline std::string lab_dcs_yaml(const std::string& extra = "") {
+    const auto env = lab_env();
+    const bool secure = env.at("LAB_ETCD_SECURE") == "1";
+    const int base = std::stoi(env.at("LAB_ETCD_PORT_BASE"));
+    std::ostringstream d;
+    d << "dcs:\n  type: " << env.at("LAB_DCS") << "\n  namespace: " << env.at("LAB_NAMESPACE") << "\n  hosts: [";
+    for (int i = 0; i < 3; ++i) {
+        d << (i ? ", " : "") << "\"" << (secure ? "https://" : "") << "127.0.0.1:" << base + 2 * i << "\"";
+    }
+    d << "]\n";
+    if (secure) {
+        const auto tls = env.at("LAB_DIR") + "/tls/";
+        d << "  username: " << env.at("LAB_ETCD_READER") << "\n  password: " << env.at("LAB_ETCD_READER_PASSWORD")
+          << "\n  tls: {ca: " << tls << "ca.crt, cert: " << tls << "client.crt, key: " << tls << "client.key}\n";
+    }
+    d << extra;
+    return d.str();
+}
+
+/// The lab's members and the listeners and stats port a test's patroxy uses, as YAML.
+inline std::string lab_config(const std::string& extra_yaml, const patroxy_ports& p, const std::string& listeners_yaml,
+                              members_from from = members_from::file, const std::string& dcs_extra = "") {
+    const auto env = lab_env();
+    std::ostringstream cfg;
+    cfg << "scope: " << env.at("LAB_SCOPE") << "\n";
+    if (from != members_from::file) {
+        cfg << lab_dcs_yaml(dcs_extra);
+    }
+    if (from != members_from::dcs) {
+        cfg << "members:\n";
         const int pg = std::stoi(env.at("LAB_PG_PORT_BASE"));
         const int api = std::stoi(env.at("LAB_API_PORT_BASE"));
         for (int i = 0; i < 3; ++i) {
             cfg << "  - {name: pg" << i << ", host: 127.0.0.1, port: " << pg + i << ", api: \"http://127.0.0.1:"
                 << api + i << "\"}\n";
         }
-        if (listeners_yaml.empty()) {
-            cfg << "listeners:\n"
-                << "  - {name: master, role: write, bind: 127.0.0.1, port: " << p.write << "}\n"
-                << "  - {name: replicas, role: read, bind: 127.0.0.1, port: " << p.read << "}\n";
-        } else {
-            cfg << listeners_yaml;
-        }
-        cfg << "stats: {bind: 127.0.0.1, port: " << p.stats << "}\n"
-            << extra_yaml;
-        cfg.close();
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(fd, 2);
-            ::dup2(fd, 1);
-            ::execl(PATROXY_BINARY, "patroxy", "-c", config_.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
     }
-    /// Sends `signo` and waits (bounded) for the exit; returns the exit code,
-    /// or -1 if it did not exit within `limit`.
-    int signal_and_wait(int signo, std::chrono::milliseconds limit) {
-        ::kill(pid_, signo);
-        const auto until = std::chrono::steady_clock::now() + limit;
-        int status = 0;
-        while (std::chrono::steady_clock::now() < until) {
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        return -1;
+    if (listeners_yaml.empty()) {
+        cfg << "listeners:\n"
+            << "  - {name: master, role: write, bind: 127.0.0.1, port: " << p.write << "}\n"
+            << "  - {name: replicas, role: read, bind: 127.0.0.1, port: " << p.read << "}\n";
+    } else {
+        cfg << listeners_yaml;
     }
-    /// The process id (-1 once it has exited).
-    pid_t pid() const { return pid_; }
-    /// Whether the process is still running.
-    bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+    cfg << "stats: {bind: 127.0.0.1, port: " << p.stats << "}\n" << extra_yaml;
+    return cfg.str();
+}
 
-    ~patroxy_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int status = 0;
-            for (int i = 0; i < 100 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            }
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, &status, 0);
-        }
-    }
-    patroxy_process(const patroxy_process&) = delete;
-    patroxy_process& operator=(const patroxy_process&) = delete;
+/// patroxy in front of the lab cluster, as a child process with its own config.
+class patroxy_process : public patroxy_child {
+public:
+    using ports = patroxy_ports;
+
+    /// `listeners_yaml` replaces the default write/read listeners when set.
+    explicit patroxy_process(const std::string& extra_yaml = "", ports p = ports{}, const std::string& listeners_yaml = "",
+                             child_options o = {})
+        : patroxy_child(lab_config(extra_yaml, p, listeners_yaml), o), ports_(p) {}
+    /// With the lab's DCS (`from` dcs or both); `dcs_extra` lines ("  key: value\n") go into its section.
+    patroxy_process(members_from from, const std::string& extra_yaml, ports p = ports{}, const std::string& dcs_extra = "",
+                    child_options o = {})
+        : patroxy_child(lab_config(extra_yaml, p, "", from, dcs_extra), o), ports_(p) {}
 
     std::string conninfo(int port, const std::string& extra = "") const {
         const auto env = lab_env();
@@ -224,13 +227,6 @@ public:
     std::string write_conninfo(const std::string& extra = "") const { return conninfo(ports_.write, extra); }
     std::string read_conninfo(const std::string& extra = "") const { return conninfo(ports_.read, extra); }
     const ports& port_numbers() const { return ports_; }
-    std::string log() const {
-        std::ifstream in(log_);
-        std::stringstream s;
-        s << in.rdbuf();
-        return s.str();
-    }
-    const std::string& config_path() const { return config_; }
     /// Waits until the write port routes to a leader.
     bool wait_ready(std::chrono::milliseconds limit = std::chrono::seconds(30)) {
         return poll_until([&] {
@@ -241,11 +237,28 @@ public:
 
 private:
     ports ports_;
-    std::string dir_;
-    std::string config_;
-    std::string log_;
-    pid_t pid_ = -1;
 };
+
+/// Waits (bounded) for an idle connection to be ended by its server, without
+/// sending anything; returns what libpq was told (the FATAL's text reaches
+/// the notice processor), empty when it is still open at `limit`.
+inline std::string wait_until_ended(pg_connection& c, std::chrono::milliseconds limit) {
+    std::string notices;
+    PQsetNoticeProcessor(
+        c.raw(), [](void* out, const char* text) { *static_cast<std::string*>(out) += text; }, &notices);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (int polls = 0; polls < 1000 && std::chrono::steady_clock::now() < until; ++polls) {
+        pollfd pfd{PQsocket(c.raw()), POLLIN, 0};
+        if (::poll(&pfd, 1, 50) > 0) {
+            const bool ended = PQconsumeInput(c.raw()) == 0;
+            PQisBusy(c.raw());  // parses what arrived: the FATAL goes to the notice processor
+            if (ended) {
+                return notices + PQerrorMessage(c.raw());
+            }
+        }
+    }
+    return {};
+}
 
 /// Direct connection info for a member's PostgreSQL.
 inline std::string member_conninfo(int member) {
@@ -253,6 +266,30 @@ inline std::string member_conninfo(int member) {
     return "host=127.0.0.1 port=" + std::to_string(std::stoi(env.at("LAB_PG_PORT_BASE")) + member) +
            " user=" + env.at("LAB_SUPERUSER") + " password=" + env.at("LAB_SUPERUSER_PASSWORD") +
            " dbname=" + env.at("LAB_DATABASE") + " connect_timeout=3 sslmode=disable";
+}
+
+/// Which member a session reached: in recovery or not, and its PostgreSQL port.
+struct where { bool in_recovery; int port; };
+
+inline std::optional<where> which_member(pg_connection& c) {
+    const auto v = c.scalar("SELECT pg_is_in_recovery()::text || ',' || current_setting('port')");
+    if (!v) {
+        return std::nullopt;
+    }
+    return where{v->substr(0, v->find(',')) == "true", std::stoi(v->substr(v->find(',') + 1))};
+}
+
+inline int leader_port() {
+    const auto [rc, name] = lab("leader");
+    REQUIRE(rc == 0);
+    return lab_int("LAB_PG_PORT_BASE") + std::stoi(name.substr(2));
+}
+
+// Restarts a member a test killed and waits until it streams again, so the
+// next test finds three members.
+inline void bring_back(const std::string& member) {
+    CHECK(lab("start " + member).first == 0);
+    CHECK(lab("wait-healthy 90").first == 0);
 }
 
 }  // namespace patroxy::testing

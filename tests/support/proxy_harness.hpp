@@ -3,6 +3,7 @@
 // stand-in PostgreSQL backends on 127.0.0.1 ephemeral ports: what the
 // component tests (tests/component_*_test.cpp) build their clusters from.
 
+#include "app/daemon.hpp"
 #include "proxy/server.hpp"
 
 #include "bench/standin_backend.hpp"
@@ -15,16 +16,35 @@
 #include <atomic>
 #include <functional>
 #include <future>
+#include <random>
+#include <stdexcept>
 #include <thread>
 
 namespace patroxy::testing {
 
 using namespace std::chrono_literals;
 
+// A port nothing listens on, for a listener the code under test binds later.
+// Drawn below the kernel's ephemeral range (32768-60999 by default): a port
+// the kernel handed out for bind(0) could be taken by any outgoing connect of
+// a test running beside this one before the listener binds it. Random, so
+// that two test processes rarely draw the same one; 20100-24899 stays clear of
+// the lab's (12379+, 15432+, 18008+) and the package test's (25000+, 27000).
 inline std::uint16_t free_port() {
+    static std::mt19937 draw{std::random_device{}()};
+    std::uniform_int_distribution<int> in_range(20100, 24899);
     boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    return a.local_endpoint().port();
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        const auto port = static_cast<std::uint16_t>(in_range(draw));
+        boost::asio::ip::tcp::acceptor a(ioc);
+        boost::system::error_code ec;
+        a.open(boost::asio::ip::tcp::v4(), ec);
+        a.bind({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+        if (!ec) {
+            return port;
+        }
+    }
+    throw std::runtime_error("no free port in 20100-24899 after 200 draws");
 }
 
 // Polls `done` every 20 ms for at most `limit`.
@@ -46,39 +66,41 @@ struct fake_member {
     bench::standin_thread pg;
 };
 
-// patroxy's data plane and health monitor, wired as app::daemon wires them.
+// patroxy itself (app::daemon, as main wires it), in process, on threads of its own.
 class proxy_under_test {
 public:
-    explicit proxy_under_test(conf::config cfg)
-        : cfg_(std::move(cfg)),
-          server_(cfg_, std::make_shared<const health::topology>()),
-          monitor_(control_, cfg_, [this](health::topology_ptr t) { server_.publish(std::move(t)); }) {
-        server_.trouble().set_sink([this](std::size_t member) {
-            boost::asio::post(control_, [this, member] { monitor_.suspect(member); });
-        });
-        server_.start();
-        monitor_.start();
-        thread_ = std::thread([this] { control_.run(); });
+    explicit proxy_under_test(conf::config cfg) {
+        cfg.generation = 1;
+        conf::inherit_health_keys(cfg);
+        auto snapshot = std::make_shared<const conf::config>(std::move(cfg));
+        app::daemon_options options;
+        options.handle_signals = false;  // the test process's signals stay its own
+        daemon_ = std::make_unique<app::daemon>(snapshot, options);
+        thread_ = std::thread([this] { daemon_->run(); });
     }
     ~proxy_under_test() {
-        boost::asio::post(control_, [this] { monitor_.stop(); });
-        control_.stop();
+        daemon_->stop_now();
         thread_.join();
-        server_.stop();
     }
-    std::uint16_t port(std::size_t listener) const { return cfg_.listeners[listener].port; }
-    health::topology_ptr topology() const { return monitor_.latest(); }
-    proxy::server& server() { return server_; }
+    std::uint16_t port(std::size_t listener) const { return daemon_->config()->listeners[listener].port; }
+    health::topology_ptr topology() const { return daemon_->topology(); }
+    proxy::server& server() { return daemon_->server(); }
+    app::daemon& daemon() { return *daemon_; }
+    conf::config config() const { return *daemon_->config(); }
+    /// Applies `next` as a SIGHUP reload would (after the file was read).
+    app::reload_result reload(conf::config next) {
+        app::reload_result r;
+        conf::inherit_health_keys(next);
+        daemon_->on_control([&] { r = daemon_->apply(std::make_shared<const conf::config>(std::move(next))); });
+        return r;
+    }
     /// Waits until the monitor routes writes to `leader` (or to none).
     bool wait_for_leader(std::optional<std::size_t> leader, std::chrono::milliseconds limit = 5s) {
         return eventually([&] { return topology()->leader == leader; }, limit);
     }
 
 private:
-    conf::config cfg_;
-    boost::asio::io_context control_;
-    proxy::server server_;
-    health::monitor monitor_;
+    std::unique_ptr<app::daemon> daemon_;
     std::thread thread_;
 };
 
@@ -94,7 +116,7 @@ inline conf::config config_for(std::vector<std::unique_ptr<fake_member>>& member
         m.api.url = members[i]->api.url();
         cfg.members.push_back(m);
     }
-    cfg.listeners = conf::config::default_listeners(members.size());
+    cfg.listeners = conf::config::default_listeners();
     cfg.listeners[0].bind = cfg.listeners[1].bind = "127.0.0.1";
     cfg.listeners[0].port = free_port();
     cfg.listeners[1].port = free_port();
@@ -104,6 +126,8 @@ inline conf::config config_for(std::vector<std::unique_ptr<fake_member>>& member
     cfg.health.timeout = 300ms;
     cfg.timeouts.wait_for_backend = 3s;
     cfg.timeouts.connect = 1s;
+    cfg.stats.enabled = false;   // a test that wants the page sets a port
+    cfg.control_socket.clear();  // no binary upgrades in process
     return cfg;
 }
 
