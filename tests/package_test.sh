@@ -45,6 +45,15 @@ build() {
     install_and_check "$src"
 }
 
+# Which build-time tests failed and what each assertion said, last, where a
+# CI log that keeps only the ends of long output still shows it.
+build_failures() {
+    echo "-- build-time tests that failed:"
+    grep -E '^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception|Not Run)\)' "$1" || echo "(none: the build itself failed)"
+    echo "-- what they said:"
+    grep -E -A6 ': FAILED:$' "$1" | head -40 || true
+}
+
 build_package() {
     local src=$1
     rm -rf "$src" && mkdir -p "$src/patroxy"
@@ -58,7 +67,8 @@ build_package() {
     say "dpkg-buildpackage -us -uc -b (DEB_BUILD_OPTIONS=parallel=2; unit tests at build time)"
     local t0=$SECONDS
     (cd "$src/patroxy" && DEB_BUILD_OPTIONS=parallel=2 dpkg-buildpackage -us -uc -b) > "$out/dpkg-buildpackage.log" 2>&1 ||
-        { tail -60 "$out/dpkg-buildpackage.log"; fail "dpkg-buildpackage failed (log: $out/dpkg-buildpackage.log)"; }
+        { tail -60 "$out/dpkg-buildpackage.log"; build_failures "$out/dpkg-buildpackage.log"
+          fail "dpkg-buildpackage failed (log: $out/dpkg-buildpackage.log)"; }
     echo "package built in $((SECONDS - t0)) s"
     grep -E '^[0-9]+% tests passed|tests passed, ' "$out/dpkg-buildpackage.log" || fail "no build-time test summary"
     # The build honours the distribution's flags (hardening=+all): PIE, RELRO, BIND_NOW, fortify.
