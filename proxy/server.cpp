@@ -330,8 +330,9 @@ void server::describe_sessions(std::size_t limit, net::any_io_executor reply_on,
     if (g->waiting == 0) {
         return net::post(reply_on, [g] { g->done({}); });
     }
+    const auto now = std::chrono::steady_clock::now();
     for (auto& w : workers_) {
-        w->post_describe(limit, [g, reply_on](std::vector<session_view> part) {
+        w->post_describe(limit, now, [g, reply_on](std::vector<session_view> part) {
             // Back on the caller's executor: only that thread touches `g`.
             net::post(reply_on, [g, part = std::move(part)]() mutable {
                 g->views.insert(g->views.end(), std::make_move_iterator(part.begin()),

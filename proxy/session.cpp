@@ -435,7 +435,8 @@ session_view session::view(clock::time_point now) const {
         v.application_name = base::valid_utf8(packet_->startup.application_name);
     }
     v.encrypted = encrypted_;
-    v.age_seconds = std::chrono::duration<double>(now - started_).count();
+    // `now` is when the list was asked for; a session accepted since is 0 s old.
+    v.age_seconds = std::max(0.0, std::chrono::duration<double>(now - started_).count());
     v.bytes_in = bytes_[from_client];
     v.bytes_out = bytes_[from_server];
     return v;

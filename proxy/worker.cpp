@@ -256,8 +256,9 @@ void worker::post_close_all() {
     });
 }
 
-void worker::post_describe(std::size_t limit, std::function<void(std::vector<session_view>)> reply) {
-    loop_.post([this, limit, reply = std::move(reply)] {
+void worker::post_describe(std::size_t limit, std::chrono::steady_clock::time_point now,
+                           std::function<void(std::vector<session_view>)> reply) {
+    loop_.post([this, limit, now, reply = std::move(reply)] {
         // The oldest first, chosen before anything is copied: only the kept
         // sessions' strings are.
         std::vector<const session*> oldest;
@@ -268,7 +269,6 @@ void worker::post_describe(std::size_t limit, std::function<void(std::vector<ses
         const auto keep = std::min(limit, oldest.size());
         std::partial_sort(oldest.begin(), oldest.begin() + static_cast<std::ptrdiff_t>(keep), oldest.end(),
                           [](const session* a, const session* b) { return a->started_at() < b->started_at(); });
-        const auto now = std::chrono::steady_clock::now();
         std::vector<session_view> views;
         views.reserve(keep);
         for (std::size_t i = 0; i < keep; ++i) {

@@ -79,7 +79,10 @@ public:
     void post_close_all();
     /// Any thread: copies up to `limit` of this worker's sessions, oldest
     /// first, and hands them to `reply` on the worker's thread.
-    void post_describe(std::size_t limit, std::function<void(std::vector<session_view>)> reply);
+    /// `now`: the one instant every worker's ages are counted to, so that
+    /// views from several workers sort by how long each session has run.
+    void post_describe(std::size_t limit, std::chrono::steady_clock::time_point now,
+                       std::function<void(std::vector<session_view>)> reply);
     /// Any thread: stop the loop and join the thread.
     void stop();
     /// Any thread: sessions alive now.
